@@ -1,0 +1,31 @@
+//! `zeod`: a ZEO storage server that Python ZEO clients accept as a drop-in
+//! for `runzeo`, storing data in a FileStorage `Data.fs` that Python ZODB
+//! can open, plus the container init that runs Zope renderers.
+//!
+//! # Layout (in reading order)
+//!
+//! - [`ids`]: `Oid` and `Tid` newtypes; TimeStamp arithmetic.
+//! - [`storage`]: FileStorage — the `Data.fs` format, its index, commits,
+//!   undo, recovery. Knows nothing about the network.
+//! - [`check`]: `zeod check`, an fstest-like consistency report of a file.
+//! - [`protocol`]: the ZEO wire protocol — frames, pickle and msgpack
+//!   dialects, the message envelope. Pure: no I/O.
+//! - [`config`]: `zeod serve` configuration — runzeo's command line, the
+//!   ZConfig `zeo.conf`, `ZEOD_*` environment, layered with figment.
+//! - [`server`]: the tokio server — accept loop, one task per connection,
+//!   dispatch of requests to the storage, commit lock, invalidations.
+//! - [`health`]: `zeod health`, a ZEO handshake + `ruok` probe.
+//! - [`telemetry`]: tracing-subscriber setup.
+//! - [`init`]: `zeod init`, the renderer containers' PID 1 — config
+//!   templating, child supervision, reaping, reload on change. It imports
+//!   nothing from the server side.
+
+pub mod check;
+pub mod config;
+pub mod health;
+pub mod ids;
+pub mod init;
+pub mod protocol;
+pub mod server;
+pub mod storage;
+pub mod telemetry;

@@ -1,0 +1,47 @@
+//! The `zeod` command: parses arguments, sets up logging, dispatches.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "zeod", version, about = "ZEO storage server and Zope appliance init")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve FileStorages over the ZEO protocol (a drop-in for runzeo).
+    Serve(zeod::config::ServeArgs),
+    /// Run as a container's PID 1: render config templates, supervise COMMAND.
+    Init(zeod::init::InitArgs),
+    /// Exit 0 if a ZEO server answers the handshake and `ruok` at ADDRESS.
+    Health(zeod::health::HealthArgs),
+    /// Check a Data.fs for consistency, like Python's fstest.
+    Check(zeod::check::CheckArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        // init sets up its own logging: it must stay small and never fail
+        // before the child could start.
+        Command::Init(args) => zeod::init::main(args),
+        Command::Serve(args) => report(zeod::server::main(args)),
+        Command::Health(args) => report(zeod::health::main(args)),
+        Command::Check(args) => report(zeod::check::main(args)),
+    }
+}
+
+/// Turns a subcommand's outcome into the process exit code.
+fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("zeod: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

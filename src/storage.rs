@@ -1,0 +1,255 @@
+//! FileStorage: a `Data.fs` byte-compatible with Python ZODB, independent of
+//! the network. The server sees only this API: it knows nothing of record
+//! layouts, and this module knows nothing of sockets, clients or pickled
+//! messages. `tpc_finish` returns `(tid, oids)`; announcing them is the
+//! server's business.
+//!
+//! CONTRACT (written before the implementation; the storage owner may add
+//! to it but must not change these signatures without updating the server).
+//!
+//! Concurrency: `FileStorage` is `Send + Sync` and shared as
+//! `Arc<FileStorage>`. Reads may run concurrently with each other and with a
+//! commit in progress. At most one transaction is between `tpc_begin` and
+//! `tpc_finish`/`tpc_abort` at a time; the server's commit lock guarantees
+//! it, and `tpc_begin` returns `Error::TransactionInProgress` otherwise.
+//! A committed transaction becomes visible to reads only when
+//! `tpc_finish` returns, after it is durable (fsync unless disabled).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::ids::{Oid, Tid};
+
+/// How to open a storage; mirrors `<filestorage>` keys of zeo.conf.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    pub read_only: bool,
+    /// Create the file if it does not exist (zeo.conf `create`, default true
+    /// for a missing file).
+    pub create: bool,
+    /// fsync the data file before `tpc_finish` returns (default true).
+    pub fsync: bool,
+    pub blob_dir: Option<PathBuf>,
+    pub pack_gc: bool,
+    pub pack_keep_old: bool,
+    /// FileStorageQuotaError above this size.
+    pub quota: Option<u64>,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            read_only: false,
+            create: true,
+            fsync: true,
+            blob_dir: None,
+            pack_gc: true,
+            pack_keep_old: true,
+            quota: None,
+        }
+    }
+}
+
+/// Result of `load_before`: the revision whose tid is the greatest one
+/// strictly below the given tid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadBefore {
+    pub data: Vec<u8>,
+    pub start: Tid,
+    /// Tid of the next newer revision; `None` when this one is current.
+    pub end: Option<Tid>,
+}
+
+/// Transaction metadata as kept in the transaction header.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TxnMeta {
+    pub user: Vec<u8>,
+    pub description: Vec<u8>,
+    /// The extension pickle, verbatim (empty for an empty dict).
+    pub extension: Vec<u8>,
+}
+
+/// One entry of `history`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryEntry {
+    pub tid: Tid,
+    pub meta: TxnMeta,
+    /// Pickle length of the record (0 for a back pointer).
+    pub size: u64,
+}
+
+/// One entry of `undo_log`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UndoEntry {
+    /// base64 of the tid without the trailing newline, as Python's
+    /// FileStorage builds it; opaque to clients.
+    pub id: Vec<u8>,
+    pub tid: Tid,
+    pub meta: TxnMeta,
+    /// The transaction's `tlen`.
+    pub size: u64,
+}
+
+/// A transaction as the iterator yields it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransactionRecord {
+    pub tid: Tid,
+    /// `b' '`, `b'p'`, …
+    pub status: u8,
+    pub meta: TxnMeta,
+    pub pos: u64,
+    pub records: Vec<DataRecord>,
+}
+
+/// A data record as the iterator yields it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataRecord {
+    pub oid: Oid,
+    pub tid: Tid,
+    /// Resolved through back pointers; `None` for a deletion.
+    pub data: Option<Vec<u8>>,
+    /// For back-pointer records: the tid of the record pointed to.
+    pub data_txn: Option<Tid>,
+    pub pos: u64,
+}
+
+/// What `tpc_begin` needs: metadata, and for restores/copies the tid and
+/// status the client dictates.
+#[derive(Debug, Clone, Default)]
+pub struct BeginOptions {
+    pub meta: TxnMeta,
+    pub tid: Option<Tid>,
+    /// `b' '` unless copying packed transactions.
+    pub status: Option<u8>,
+}
+
+/// Errors at the storage boundary. `server::dispatch` maps each to the ZODB
+/// exception class its clients expect.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no such object {0:?}")]
+    PosKey(Oid),
+    #[error("database conflict error (oid {oid:?}, committed {committed:?}, serial {serial:?})")]
+    Conflict { oid: Oid, committed: Tid, serial: Tid },
+    #[error("database read conflict error (oid {oid:?}, committed {committed:?}, serial {serial:?})")]
+    ReadConflict { oid: Oid, committed: Tid, serial: Tid },
+    #[error("storage is read-only")]
+    ReadOnly,
+    #[error("another transaction is in progress")]
+    TransactionInProgress,
+    #[error("undo failed: {}", format_undo_errors(.0))]
+    Undo(Vec<(Option<Oid>, String)>),
+    #[error("explicit tid {requested:?} is not after the last tid {last:?}")]
+    TidNotIncreasing { requested: Tid, last: Tid },
+    #[error("data file {path}: {reason}")]
+    Corrupt { path: PathBuf, pos: u64, reason: String },
+    #[error("{path} uses ZODB <= 3.8 versions (record at {pos}); convert it first: {hint}")]
+    VersionedRecord { path: PathBuf, pos: u64, hint: &'static str },
+    #[error("{path} is locked by another process")]
+    Locked { path: PathBuf },
+    #[error("quota exceeded: {size} > {quota}")]
+    Quota { size: u64, quota: u64 },
+    #[error("bad argument: {0}")]
+    BadArgument(String),
+    #[error("{context}: {source}")]
+    Io { context: String, #[source] source: std::io::Error },
+}
+
+fn format_undo_errors(errs: &[(Option<Oid>, String)]) -> String {
+    errs.iter()
+        .map(|(oid, reason)| match oid {
+            Some(oid) => format!("Undo error {}: {reason}", oid.repr()),
+            None => reason.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// An open FileStorage. See the module docs for the concurrency contract.
+pub struct FileStorage {
+    // The storage owner fills this in.
+    _private: (),
+}
+
+/// A transaction between `tpc_begin` and `tpc_finish`/`tpc_abort`; owned by
+/// the committing connection. Its tid is fixed at `tpc_begin`.
+pub struct Transaction {
+    pub tid: Tid,
+    // The storage owner fills this in (temp buffer, tindex, …).
+}
+
+// CONTRACT: bodies are filled in by the storage implementation.
+#[allow(unused_variables, clippy::todo)]
+impl FileStorage {
+    /// Opens (or creates) `path`, takes `path.lock`, loads or rebuilds the
+    /// index, truncates an incomplete trailing transaction (read-write only).
+    pub fn open(path: &Path, options: OpenOptions) -> Result<Arc<FileStorage>> { todo!() }
+    /// Writes the `.index` (read-write only) and releases the lock.
+    pub fn close(&self) -> Result<()> { todo!() }
+    pub fn path(&self) -> &Path { todo!() }
+    pub fn is_read_only(&self) -> bool { todo!() }
+    pub fn blob_dir(&self) -> Option<&Path> { todo!() }
+    pub fn last_transaction(&self) -> Tid { todo!() }
+    /// Number of objects (index entries).
+    pub fn len(&self) -> usize { todo!() }
+    pub fn is_empty(&self) -> bool { self.len() == 0 }
+    /// File size in bytes (`getSize`).
+    pub fn size(&self) -> u64 { todo!() }
+
+    /// Current revision: `(data, tid)`. `PosKey` if absent or deleted.
+    pub fn load(&self, oid: Oid) -> Result<(Vec<u8>, Tid)> { todo!() }
+    /// `Ok(None)`: the oid exists but has no revision before `before`.
+    /// `PosKey`: never existed, or the selected revision is a deletion.
+    pub fn load_before(&self, oid: Oid, before: Tid) -> Result<Option<LoadBefore>> { todo!() }
+    pub fn load_serial(&self, oid: Oid, serial: Tid) -> Result<Vec<u8>> { todo!() }
+    pub fn get_tid(&self, oid: Oid) -> Result<Tid> { todo!() }
+    /// Newest first, at most `size` entries.
+    pub fn history(&self, oid: Oid, size: usize) -> Result<Vec<HistoryEntry>> { todo!() }
+    /// `(oid, tid, data, next_oid)` of the first oid >= `next` (or the first).
+    pub fn record_iternext(&self, next: Option<Oid>) -> Result<Option<(Oid, Tid, Vec<u8>, Option<Oid>)>> { todo!() }
+    /// Transactions with `start <= tid <= stop`, in file order. Lazy: reads
+    /// as it goes, so a server may hold one per client.
+    pub fn iterator(self: &Arc<Self>, start: Option<Tid>, stop: Option<Tid>) -> Box<dyn Iterator<Item = Result<TransactionRecord>> + Send> { todo!() }
+    /// Python's `undoLog(first, last)`; `last < 0` means `first - last` entries.
+    pub fn undo_log(&self, first: i64, last: i64) -> Result<Vec<UndoEntry>> { todo!() }
+    /// The last `n` transactions' `(tid, oids)`, newest first (seeds the
+    /// server's invalidation queue).
+    pub fn last_invalidations(&self, n: usize) -> Result<Vec<(Tid, Vec<Oid>)>> { todo!() }
+    /// Oids changed by transactions with tid > `after`, and the last tid;
+    /// `None` if `after` is older than the oldest transaction kept.
+    pub fn invalidations_since(&self, after: Tid) -> Result<Option<(Tid, Vec<Oid>)>> { todo!() }
+
+    pub fn new_oids(&self, n: usize) -> Result<Vec<Oid>> { todo!() }
+
+    /// Starts the one commit; assigns the tid (`now.later_than(last)`, or the
+    /// explicit tid, which must be > last).
+    pub fn tpc_begin(&self, options: BeginOptions) -> Result<Transaction> { todo!() }
+    /// `serial` is the tid the client read (`Tid::ZERO` for a new object).
+    /// `Conflict` when the current tid differs.
+    pub fn store(&self, txn: &mut Transaction, oid: Oid, serial: Tid, data: &[u8]) -> Result<()> { todo!() }
+    /// Like `store`, then moves `blob_file` into the blob directory at vote.
+    pub fn store_blob(&self, txn: &mut Transaction, oid: Oid, serial: Tid, data: &[u8], blob_file: &Path) -> Result<()> { todo!() }
+    pub fn check_current_serial(&self, txn: &mut Transaction, oid: Oid, serial: Tid) -> Result<()> { todo!() }
+    pub fn delete_object(&self, txn: &mut Transaction, oid: Oid, serial: Tid) -> Result<()> { todo!() }
+    pub fn restore(&self, txn: &mut Transaction, oid: Oid, serial: Tid, data: Option<&[u8]>, prev_txn: Option<Tid>) -> Result<()> { todo!() }
+    /// Transactional undo of the transaction with undo id `id`; returns the
+    /// oids it rewrote.
+    pub fn undo(&self, txn: &mut Transaction, id: &[u8]) -> Result<Vec<Oid>> { todo!() }
+    /// Writes the transaction with status 'c' (not yet visible); returns the
+    /// oids whose conflicts the storage resolved.
+    pub fn tpc_vote(&self, txn: &mut Transaction) -> Result<Vec<Oid>> { todo!() }
+    /// Flips the status, fsyncs, publishes; returns the tid and the oids
+    /// written (for invalidations).
+    pub fn tpc_finish(&self, txn: Transaction) -> Result<(Tid, Vec<Oid>)> { todo!() }
+    /// Undoes whatever the transaction wrote; never fails on a clean state.
+    pub fn tpc_abort(&self, txn: Transaction) { todo!() }
+
+    /// Path of the blob file of `(oid, serial)`; `PosKey` if missing.
+    pub fn load_blob(&self, oid: Oid, serial: Tid) -> Result<PathBuf> { todo!() }
+    /// Where uploads are staged before `store_blob` (`<blob_dir>/tmp`).
+    pub fn blob_tmp_dir(&self) -> Option<PathBuf> { todo!() }
+    /// Pack to `pack_time` (a tid), with GC unless `gc` is false.
+    pub fn pack(&self, pack_time: Tid, gc: bool) -> Result<()> { todo!() }
+}

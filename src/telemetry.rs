@@ -1,0 +1,24 @@
+//! Logging setup: tracing-subscriber, human-readable by default, JSON when
+//! asked; levels from `RUST_LOG` (default `info`).
+
+use tracing_subscriber::EnvFilter;
+
+/// Output format of the logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Installs the global subscriber; logs go to stderr. Calling it twice is
+/// harmless (the second call is ignored), which keeps tests simple.
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
