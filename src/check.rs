@@ -99,7 +99,7 @@ pub fn check(
     let size = file.metadata()?.len();
     let r = Reader::new(&file, path);
     let mut walker = Walker {
-        seq: SeqReader::new(r, 1 << 20),
+        seq: SeqReader::new(r, 1 << 20, size),
         index: Index::new(),
         size,
         verbose,
