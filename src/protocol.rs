@@ -6,11 +6,22 @@
 //!
 //! - [`frame`]: u32 big-endian length-prefixed frames, `FrameCodec`.
 //! - [`pickle`]: the pickle dialects (decode protocols 0-3, encode 1 and 3).
+//! - [`msgpack`]: the `M5` dialect.
+//! - [`handshake`]: protocol ids, the greeting, the client's choice.
+//! - [`message`]: the `(msgid, flags, name, args)` envelope, replies and
+//!   one-way calls; [`exception`]: error replies in ZEO 5 and ZEO 4 shape.
 
+pub mod exception;
 pub mod frame;
+pub mod handshake;
+pub mod message;
+pub mod msgpack;
 pub mod pickle;
 
+pub use exception::{ConflictDetail, ServerError};
 pub use frame::{FrameCodec, DEFAULT_MAX_FRAME};
+pub use handshake::{greeting_frame, Generation, Handshake};
+pub use message::{decode_message, encode_message, error_reply, reply, z4_error_reply};
 
 use crate::ids::{Oid, Tid};
 
@@ -52,6 +63,16 @@ pub enum Error {
     TooDeep { limit: usize },
     #[error("memo copies exceed the limit of {limit} bytes")]
     TooLarge { limit: usize },
+    #[error("malformed msgpack")]
+    MalformedMsgpack(#[source] rmpv::decode::Error),
+    #[error("msgpack str is not UTF-8")]
+    MsgpackText,
+    #[error("msgpack ext type {code} is not part of the protocol")]
+    MsgpackExt { code: i8 },
+    #[error("message is not a (msgid, flags, name, args) tuple")]
+    NotAnEnvelope,
+    #[error("message method name is not UTF-8 text")]
+    MethodName,
     #[error("value cannot be encoded as {encoding:?}: {what}")]
     Unencodable {
         encoding: Encoding,

@@ -130,19 +130,9 @@ pub enum Error {
     #[error("no such object {0:?}")]
     PosKey(Oid),
     #[error("database conflict error (oid {oid:?}, committed {committed:?}, serial {serial:?})")]
-    Conflict {
-        oid: Oid,
-        committed: Tid,
-        serial: Tid,
-    },
-    #[error(
-        "database read conflict error (oid {oid:?}, committed {committed:?}, serial {serial:?})"
-    )]
-    ReadConflict {
-        oid: Oid,
-        committed: Tid,
-        serial: Tid,
-    },
+    Conflict { oid: Oid, committed: Tid, serial: Tid },
+    #[error("database read conflict error (oid {oid:?}, committed {committed:?}, serial {serial:?})")]
+    ReadConflict { oid: Oid, committed: Tid, serial: Tid },
     #[error("storage is read-only")]
     ReadOnly,
     #[error("another transaction is in progress")]
@@ -152,17 +142,9 @@ pub enum Error {
     #[error("explicit tid {requested:?} is not after the last tid {last:?}")]
     TidNotIncreasing { requested: Tid, last: Tid },
     #[error("data file {path}: {reason}")]
-    Corrupt {
-        path: PathBuf,
-        pos: u64,
-        reason: String,
-    },
+    Corrupt { path: PathBuf, pos: u64, reason: String },
     #[error("{path} uses ZODB <= 3.8 versions (record at {pos}); convert it first: {hint}")]
-    VersionedRecord {
-        path: PathBuf,
-        pos: u64,
-        hint: &'static str,
-    },
+    VersionedRecord { path: PathBuf, pos: u64, hint: &'static str },
     #[error("{path} is locked by another process")]
     Locked { path: PathBuf },
     #[error("quota exceeded: {size} > {quota}")]
@@ -170,11 +152,7 @@ pub enum Error {
     #[error("bad argument: {0}")]
     BadArgument(String),
     #[error("{context}: {source}")]
-    Io {
-        context: String,
-        #[source]
-        source: std::io::Error,
-    },
+    Io { context: String, #[source] source: std::io::Error },
 }
 
 fn format_undo_errors(errs: &[(Option<Oid>, String)]) -> String {
@@ -207,158 +185,71 @@ pub struct Transaction {
 impl FileStorage {
     /// Opens (or creates) `path`, takes `path.lock`, loads or rebuilds the
     /// index, truncates an incomplete trailing transaction (read-write only).
-    pub fn open(path: &Path, options: OpenOptions) -> Result<Arc<FileStorage>> {
-        todo!()
-    }
+    pub fn open(path: &Path, options: OpenOptions) -> Result<Arc<FileStorage>> { todo!() }
     /// Writes the `.index` (read-write only) and releases the lock.
-    pub fn close(&self) -> Result<()> {
-        todo!()
-    }
-    pub fn path(&self) -> &Path {
-        todo!()
-    }
-    pub fn is_read_only(&self) -> bool {
-        todo!()
-    }
-    pub fn blob_dir(&self) -> Option<&Path> {
-        todo!()
-    }
-    pub fn last_transaction(&self) -> Tid {
-        todo!()
-    }
+    pub fn close(&self) -> Result<()> { todo!() }
+    pub fn path(&self) -> &Path { todo!() }
+    pub fn is_read_only(&self) -> bool { todo!() }
+    pub fn blob_dir(&self) -> Option<&Path> { todo!() }
+    pub fn last_transaction(&self) -> Tid { todo!() }
     /// Number of objects (index entries).
-    pub fn len(&self) -> usize {
-        todo!()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
+    pub fn len(&self) -> usize { todo!() }
+    pub fn is_empty(&self) -> bool { self.len() == 0 }
     /// File size in bytes (`getSize`).
-    pub fn size(&self) -> u64 {
-        todo!()
-    }
+    pub fn size(&self) -> u64 { todo!() }
 
     /// Current revision: `(data, tid)`. `PosKey` if absent or deleted.
-    pub fn load(&self, oid: Oid) -> Result<(Vec<u8>, Tid)> {
-        todo!()
-    }
+    pub fn load(&self, oid: Oid) -> Result<(Vec<u8>, Tid)> { todo!() }
     /// `Ok(None)`: the oid exists but has no revision before `before`.
     /// `PosKey`: never existed, or the selected revision is a deletion.
-    pub fn load_before(&self, oid: Oid, before: Tid) -> Result<Option<LoadBefore>> {
-        todo!()
-    }
-    pub fn load_serial(&self, oid: Oid, serial: Tid) -> Result<Vec<u8>> {
-        todo!()
-    }
-    pub fn get_tid(&self, oid: Oid) -> Result<Tid> {
-        todo!()
-    }
+    pub fn load_before(&self, oid: Oid, before: Tid) -> Result<Option<LoadBefore>> { todo!() }
+    pub fn load_serial(&self, oid: Oid, serial: Tid) -> Result<Vec<u8>> { todo!() }
+    pub fn get_tid(&self, oid: Oid) -> Result<Tid> { todo!() }
     /// Newest first, at most `size` entries.
-    pub fn history(&self, oid: Oid, size: usize) -> Result<Vec<HistoryEntry>> {
-        todo!()
-    }
+    pub fn history(&self, oid: Oid, size: usize) -> Result<Vec<HistoryEntry>> { todo!() }
     /// `(oid, tid, data, next_oid)` of the first oid >= `next` (or the first).
-    pub fn record_iternext(
-        &self,
-        next: Option<Oid>,
-    ) -> Result<Option<(Oid, Tid, Vec<u8>, Option<Oid>)>> {
-        todo!()
-    }
+    pub fn record_iternext(&self, next: Option<Oid>) -> Result<Option<(Oid, Tid, Vec<u8>, Option<Oid>)>> { todo!() }
     /// Transactions with `start <= tid <= stop`, in file order. Lazy: reads
     /// as it goes, so a server may hold one per client.
-    pub fn iterator(
-        self: &Arc<Self>,
-        start: Option<Tid>,
-        stop: Option<Tid>,
-    ) -> Box<dyn Iterator<Item = Result<TransactionRecord>> + Send> {
-        todo!()
-    }
+    pub fn iterator(self: &Arc<Self>, start: Option<Tid>, stop: Option<Tid>) -> Box<dyn Iterator<Item = Result<TransactionRecord>> + Send> { todo!() }
     /// Python's `undoLog(first, last)`; `last < 0` means `first - last` entries.
-    pub fn undo_log(&self, first: i64, last: i64) -> Result<Vec<UndoEntry>> {
-        todo!()
-    }
+    pub fn undo_log(&self, first: i64, last: i64) -> Result<Vec<UndoEntry>> { todo!() }
     /// The last `n` transactions' `(tid, oids)`, newest first (seeds the
     /// server's invalidation queue).
-    pub fn last_invalidations(&self, n: usize) -> Result<Vec<(Tid, Vec<Oid>)>> {
-        todo!()
-    }
+    pub fn last_invalidations(&self, n: usize) -> Result<Vec<(Tid, Vec<Oid>)>> { todo!() }
     /// Oids changed by transactions with tid > `after`, and the last tid;
     /// `None` if `after` is older than the oldest transaction kept.
-    pub fn invalidations_since(&self, after: Tid) -> Result<Option<(Tid, Vec<Oid>)>> {
-        todo!()
-    }
+    pub fn invalidations_since(&self, after: Tid) -> Result<Option<(Tid, Vec<Oid>)>> { todo!() }
 
-    pub fn new_oids(&self, n: usize) -> Result<Vec<Oid>> {
-        todo!()
-    }
+    pub fn new_oids(&self, n: usize) -> Result<Vec<Oid>> { todo!() }
 
     /// Starts the one commit; assigns the tid (`now.later_than(last)`, or the
     /// explicit tid, which must be > last).
-    pub fn tpc_begin(&self, options: BeginOptions) -> Result<Transaction> {
-        todo!()
-    }
+    pub fn tpc_begin(&self, options: BeginOptions) -> Result<Transaction> { todo!() }
     /// `serial` is the tid the client read (`Tid::ZERO` for a new object).
     /// `Conflict` when the current tid differs.
-    pub fn store(&self, txn: &mut Transaction, oid: Oid, serial: Tid, data: &[u8]) -> Result<()> {
-        todo!()
-    }
+    pub fn store(&self, txn: &mut Transaction, oid: Oid, serial: Tid, data: &[u8]) -> Result<()> { todo!() }
     /// Like `store`, then moves `blob_file` into the blob directory at vote.
-    pub fn store_blob(
-        &self,
-        txn: &mut Transaction,
-        oid: Oid,
-        serial: Tid,
-        data: &[u8],
-        blob_file: &Path,
-    ) -> Result<()> {
-        todo!()
-    }
-    pub fn check_current_serial(&self, txn: &mut Transaction, oid: Oid, serial: Tid) -> Result<()> {
-        todo!()
-    }
-    pub fn delete_object(&self, txn: &mut Transaction, oid: Oid, serial: Tid) -> Result<()> {
-        todo!()
-    }
-    pub fn restore(
-        &self,
-        txn: &mut Transaction,
-        oid: Oid,
-        serial: Tid,
-        data: Option<&[u8]>,
-        prev_txn: Option<Tid>,
-    ) -> Result<()> {
-        todo!()
-    }
+    pub fn store_blob(&self, txn: &mut Transaction, oid: Oid, serial: Tid, data: &[u8], blob_file: &Path) -> Result<()> { todo!() }
+    pub fn check_current_serial(&self, txn: &mut Transaction, oid: Oid, serial: Tid) -> Result<()> { todo!() }
+    pub fn delete_object(&self, txn: &mut Transaction, oid: Oid, serial: Tid) -> Result<()> { todo!() }
+    pub fn restore(&self, txn: &mut Transaction, oid: Oid, serial: Tid, data: Option<&[u8]>, prev_txn: Option<Tid>) -> Result<()> { todo!() }
     /// Transactional undo of the transaction with undo id `id`; returns the
     /// oids it rewrote.
-    pub fn undo(&self, txn: &mut Transaction, id: &[u8]) -> Result<Vec<Oid>> {
-        todo!()
-    }
+    pub fn undo(&self, txn: &mut Transaction, id: &[u8]) -> Result<Vec<Oid>> { todo!() }
     /// Writes the transaction with status 'c' (not yet visible); returns the
     /// oids whose conflicts the storage resolved.
-    pub fn tpc_vote(&self, txn: &mut Transaction) -> Result<Vec<Oid>> {
-        todo!()
-    }
+    pub fn tpc_vote(&self, txn: &mut Transaction) -> Result<Vec<Oid>> { todo!() }
     /// Flips the status, fsyncs, publishes; returns the tid and the oids
     /// written (for invalidations).
-    pub fn tpc_finish(&self, txn: Transaction) -> Result<(Tid, Vec<Oid>)> {
-        todo!()
-    }
+    pub fn tpc_finish(&self, txn: Transaction) -> Result<(Tid, Vec<Oid>)> { todo!() }
     /// Undoes whatever the transaction wrote; never fails on a clean state.
-    pub fn tpc_abort(&self, txn: Transaction) {
-        todo!()
-    }
+    pub fn tpc_abort(&self, txn: Transaction) { todo!() }
 
     /// Path of the blob file of `(oid, serial)`; `PosKey` if missing.
-    pub fn load_blob(&self, oid: Oid, serial: Tid) -> Result<PathBuf> {
-        todo!()
-    }
+    pub fn load_blob(&self, oid: Oid, serial: Tid) -> Result<PathBuf> { todo!() }
     /// Where uploads are staged before `store_blob` (`<blob_dir>/tmp`).
-    pub fn blob_tmp_dir(&self) -> Option<PathBuf> {
-        todo!()
-    }
+    pub fn blob_tmp_dir(&self) -> Option<PathBuf> { todo!() }
     /// Pack to `pack_time` (a tid), with GC unless `gc` is false.
-    pub fn pack(&self, pack_time: Tid, gc: bool) -> Result<()> {
-        todo!()
-    }
+    pub fn pack(&self, pack_time: Tid, gc: bool) -> Result<()> { todo!() }
 }
