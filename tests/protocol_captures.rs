@@ -3,7 +3,7 @@
 //! msgpack). Client frames must decode; server frames must re-encode to the
 //! very bytes the Python server sent.
 
-#[allow(dead_code)]
+#[allow(dead_code, clippy::unwrap_used)]
 #[path = "protocol_support/captures.rs"]
 mod captures;
 
