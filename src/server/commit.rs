@@ -94,7 +94,7 @@ pub enum LockState {
     Held {
         guard: OwnedMutexGuard<()>,
         since: Instant,
-        txn: storage::Transaction,
+        txn: Box<storage::Transaction>,
     },
 }
 
@@ -115,7 +115,7 @@ impl LockState {
 /// What replaying a transaction log at vote time came to.
 enum VoteOutcome {
     Voted {
-        txn: storage::Transaction,
+        txn: Box<storage::Transaction>,
         changed: Vec<Oid>,
     },
     /// Write conflicts handed back to the client; the storage transaction
@@ -416,7 +416,7 @@ impl Connection {
         let reply_slot = self.reserve().await.map_err(CallError::Close)?;
         let storage = exported.storage.clone();
         let visible = exported.visibility.write().await;
-        let finished = tokio::task::spawn_blocking(move || storage.tpc_finish(txn)).await;
+        let finished = tokio::task::spawn_blocking(move || storage.tpc_finish(*txn)).await;
         let result = match finished {
             Ok(Ok((tid, oids))) => {
                 exported.broadcast_invalidation(self.id, tid, &oids);
@@ -471,7 +471,7 @@ impl Connection {
             LockState::Held { guard, txn, .. } => {
                 if let Some(exported) = &self.exported {
                     let storage = exported.storage.clone();
-                    if tokio::task::spawn_blocking(move || storage.tpc_abort(txn))
+                    if tokio::task::spawn_blocking(move || storage.tpc_abort(*txn))
                         .await
                         .is_err()
                     {
@@ -597,7 +597,10 @@ fn replay(storage: &FileStorage, begin: BeginOptions, ops: &[TxnOp]) -> VoteOutc
     match storage.tpc_vote(&mut txn) {
         Ok(resolved) => {
             changed.extend(resolved);
-            VoteOutcome::Voted { txn, changed }
+            VoteOutcome::Voted {
+                txn: Box::new(txn),
+                changed,
+            }
         }
         Err(error) => {
             storage.tpc_abort(txn);

@@ -168,25 +168,6 @@ pub fn pickle_class_name(data: &[u8]) -> Option<String> {
     Some(format!("{}.{}", parts[0], parts[1]))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_class_names_in_record_pickles() {
-        assert_eq!(
-            pickle_class_name(b"\x80\x03cpersistent.mapping\nPersistentMapping\nq\x00.").as_deref(),
-            Some("persistent.mapping.PersistentMapping")
-        );
-        let tuple_form = b"\x80\x03X\x10\x00\x00\x00ZODB.tests.MinPOq\x00X\x05\x00\x00\x00MinPOq\x01\x86q\x02N\x86q\x03.";
-        assert_eq!(
-            pickle_class_name(tuple_form).as_deref(),
-            Some("ZODB.tests.MinPO.MinPO")
-        );
-        assert_eq!(pickle_class_name(b"garbage"), None);
-    }
-}
-
 /// Positional arguments of one call, checked like a Python signature.
 pub struct Args<'a> {
     method: &'a str,
@@ -414,5 +395,25 @@ impl Connection {
             _ => return self.read_call(method, &a, msgid).await.map(|_| None),
         };
         Ok(Some(value))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_class_names_in_record_pickles() {
+        assert_eq!(
+            pickle_class_name(b"\x80\x03cpersistent.mapping\nPersistentMapping\nq\x00.").as_deref(),
+            Some("persistent.mapping.PersistentMapping")
+        );
+        let tuple_form = b"\x80\x03X\x10\x00\x00\x00ZODB.tests.MinPOq\x00X\x05\x00\x00\x00MinPOq\x01\x86q\x02N\x86q\x03.";
+        assert_eq!(
+            pickle_class_name(tuple_form).as_deref(),
+            Some("ZODB.tests.MinPO.MinPO")
+        );
+        assert_eq!(pickle_class_name(b"garbage"), None);
     }
 }

@@ -52,6 +52,7 @@ impl InvalidationQueue {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

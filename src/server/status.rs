@@ -141,6 +141,7 @@ pub fn ctime(unix: f64) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
