@@ -180,9 +180,7 @@ impl Connection {
         let extension = match a.get(3) {
             Value::Dict(items) if items.is_empty() => Vec::new(),
             Value::None => Vec::new(),
-            ext @ Value::Dict(_) => {
-                wire::pickle(ext).map_err(|e| CallError::value_error(e.to_string()))?
-            }
+            ext @ Value::Dict(_) => wire::pickle_extension(ext),
             _ => return Err(CallError::type_error("tpc_begin: extension must be a dict")),
         };
         let status = match a.get(5) {

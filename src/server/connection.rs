@@ -19,8 +19,9 @@ use super::dispatch::{self, Args, CallError};
 use super::exported::{ConnId, Exported, Peer};
 use super::iterators::Iterators;
 use super::outbound::{self, Outbound, Slot};
-use super::wire::{self, FrameCodec};
+use super::wire;
 use super::Shared;
+use crate::protocol::FrameCodec;
 use crate::protocol::{Encoding, Message, Value};
 
 /// A client that connects but sends no handshake within this time is dropped.
@@ -58,7 +59,7 @@ where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (reader, writer) = tokio::io::split(stream);
-    let mut frames = FramedRead::new(reader, FrameCodec::new(shared.config.max_frame_size));
+    let mut frames = FramedRead::new(reader, wire::frame_codec(shared.config.max_frame_size));
     let (out, rx) = Outbound::new();
     let kill = CancellationToken::new();
     let writer = tokio::spawn(outbound::write_frames(rx, writer, kill.clone(), id));

@@ -85,7 +85,7 @@ pub fn extension(meta: &TxnMeta) -> Value {
     if meta.extension.is_empty() {
         return Value::Dict(Vec::new());
     }
-    match wire::unpickle(&meta.extension) {
+    match wire::unpickle_extension(&meta.extension) {
         Ok(ext @ Value::Dict(_)) => ext,
         _ => Value::Dict(Vec::new()),
     }
