@@ -2,6 +2,7 @@
 
 import html
 import json
+import os
 import socket
 import time
 import uuid
@@ -46,7 +47,9 @@ class DemoPortal(SimpleItem):
         """Which storage this renderer reads, and whether it may write."""
         storage = self._p_jar.db().storage
         return {
+            # ClientStorage's name says "(connected)" or "(disconnected)".
             "name": storage.getName(),
+            "server": os.environ.get("ZEO_ADDRESS", ""),
             "read_only": bool(self._p_jar.isReadOnly()),
         }
 
