@@ -104,12 +104,18 @@ spec:
   volumes:
     # Mounted as a directory, never with subPath: Kubernetes updates a
     # ConfigMap volume by swapping a symlink, which zeod init watches for.
+    # The root filesystem is read-only; emptyDirs hold what Zope writes:
+    # etc/ (zope.conf and zope.ini, rendered by zeod init), var/, the ZEO
+    # client cache under /data, and the blob cache when blobs are streamed.
     - name: config
       configMap:
         name: {{ include "zeo-appliance.rendererConfigMapName" $ }}
     - name: etc
       emptyDir:
         sizeLimit: 16Mi
+    - name: var
+      emptyDir:
+        sizeLimit: 1Gi
     - name: data
       emptyDir:
         sizeLimit: 2Gi
@@ -181,6 +187,8 @@ ConfigMap, so that changing them reloads pods in place.
   readOnly: true
 - name: etc
   mountPath: /app/etc
+- name: var
+  mountPath: /app/var
 - name: data
   mountPath: /data
 - name: blobs
