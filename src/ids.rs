@@ -159,7 +159,15 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 #[cfg(test)]
@@ -178,7 +186,10 @@ mod tests {
     #[test]
     fn later_than_carries_into_next_minute() {
         let t = Tid::from_u64(0x0000_0001_ffff_ffff);
-        assert_eq!(Tid::ZERO.later_than(t), Tid::from_u64(0x0000_0002_0000_0000));
+        assert_eq!(
+            Tid::ZERO.later_than(t),
+            Tid::from_u64(0x0000_0002_0000_0000)
+        );
         let later = Tid::from_u64(0x0000_0003_0000_0000);
         assert_eq!(later.later_than(t), later);
     }
@@ -187,6 +198,9 @@ mod tests {
     fn repr_strips_leading_zero_pairs() {
         assert_eq!(Oid::ZERO.repr(), "0x00");
         assert_eq!(Oid::from_u64(1).repr(), "0x01");
-        assert_eq!(Tid::from_u64(0x03f5_8e00_0ccc_cccc).repr(), "0x03f58e000ccccccc");
+        assert_eq!(
+            Tid::from_u64(0x03f5_8e00_0ccc_cccc).repr(),
+            "0x03f58e000ccccccc"
+        );
     }
 }

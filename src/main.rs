@@ -5,7 +5,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "zeod", version, about = "ZEO storage server and Zope appliance init")]
+#[command(
+    name = "zeod",
+    version,
+    about = "ZEO storage server and Zope appliance init"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

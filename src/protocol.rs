@@ -23,11 +23,18 @@ pub enum Value {
     Dict(Vec<(Value, Value)>),
     /// A class reference (`GLOBAL module name`): only allowlisted names are
     /// ever decoded; the encoder emits it for ZEO 4 error replies.
-    Global { module: String, name: String },
+    Global {
+        module: String,
+        name: String,
+    },
     /// `callable(*args)` (REDUCE / NEWOBJ), optionally with BUILD state:
     /// decoded only for allowlisted globals (e.g. `ZopeUndo.Prefix`),
     /// encoded for ZEO 4 exception instances (`ZODB.POSException._recon`).
-    Object { class: Box<Value>, args: Box<Value>, state: Option<Box<Value>> },
+    Object {
+        class: Box<Value>,
+        args: Box<Value>,
+        state: Option<Box<Value>>,
+    },
 }
 
 /// How a connection encodes its messages, chosen by the client's handshake.
