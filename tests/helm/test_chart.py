@@ -323,7 +323,7 @@ def test_read_only_renderers(scenario):
 
 
 def test_bootstrap_runs_before_zope_with_the_same_environment(scenario):
-    _, m = scenario
+    name, m = scenario
     (rw,) = m.component("renderer")
     spec = rw["spec"]["template"]["spec"]
     (boot,) = spec["initContainers"]
@@ -331,8 +331,21 @@ def test_bootstrap_runs_before_zope_with_the_same_environment(scenario):
     assert boot["image"] == zope["image"]
     e = env(boot)
     assert e.pop("ZEOD_INIT_WATCH") == "false"
+    admin = {k: e.pop(k) for k in ("ZEOD_ADMIN_USER", "ZEOD_ADMIN_PASSWORD") if k in e}
     assert e == env(zope)
-    assert boot["volumeMounts"] == zope["volumeMounts"]
+    assert boot["args"] == ["python", "/usr/local/share/zeod/bootstrap.py"]
+    # The same volumes; only the bootstrap may write the add-ons volume.
+    strip = lambda mounts: [{k: v for k, v in m.items() if k != "readOnly"} for m in mounts]
+    assert strip(boot["volumeMounts"]) == strip(zope["volumeMounts"])
+    for m in boot["volumeMounts"]:
+        if m["name"] != "products":
+            assert m in zope["volumeMounts"]
+    if name == "everything":
+        assert admin["ZEOD_ADMIN_USER"] == "admin"
+        secret = next(x for x in boot["env"] if x["name"] == "ZEOD_ADMIN_PASSWORD")
+        assert secret["valueFrom"]["secretKeyRef"] == {"name": "site-admin", "key": "password"}
+    else:
+        assert admin == {}
     off = render(sets=["bootstrap.enabled=false"])
     assert "initContainers" not in off.component("renderer")[0]["spec"]["template"]["spec"]
 
@@ -367,8 +380,9 @@ def test_products_baked_or_shared(scenario):
     for d, _, c in zeo_clients(m):
         mounts = {v["name"]: v for v in c["volumeMounts"]}
         if name in ("shared-blobs", "everything"):
-            assert mounts["products"]["mountPath"] == "/app/Products"
-            assert mounts["products"]["readOnly"] is True
+            assert mounts["products"]["mountPath"] == "/app/lib/python/Products"
+            # Zope only reads add-ons; the bootstrap installs them.
+            assert mounts["products"].get("readOnly", False) is (c["name"] == "zope")
         else:
             assert "products" not in mounts
 
@@ -421,18 +435,22 @@ def test_lb_resolves_the_renderers_headless_service(scenario):
         assert m.component("lb") == []
         return
     (lb,) = m.component("lb")
-    cm = m.one("ConfigMap", lb["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"])
-    cfg = yaml.safe_load(cm["data"]["zeod-init.yaml"])["lb"]
+    (haproxy,) = lb["spec"]["template"]["spec"]["containers"]
+    cfg = {k.removeprefix("ZEOD_INIT_LB__").lower(): v for k, v in env(haproxy).items()}
     host = cfg["renderer_host"]
-    svc_name, ns = host.split(".")[:2]
-    assert ns == "site"
+    svc_name, ns, svc, domain = host.split(".", 3)
+    assert (ns, svc, domain) == ("site", "svc", "cluster.local")
     headless = m.one("Service", svc_name)
     assert headless["spec"]["clusterIP"] == "None"
     (rw,) = m.component("renderer")
     assert selects({"matchLabels": headless["spec"]["selector"]}, rw["spec"]["template"]["metadata"]["labels"])
-    assert cfg["renderer_port"] == headless["spec"]["ports"][0]["port"]
-    assert cfg["renderer_slots"] >= 12 if name == "scaled-hpa" else True
+    (zope,) = rw["spec"]["template"]["spec"]["containers"]
+    assert int(cfg["renderer_port"]) == headless["spec"]["ports"][0]["port"] == zope["ports"][0]["containerPort"]
+    assert cfg["health_path"] == zope["readinessProbe"]["httpGet"]["path"]
     assert cfg["affinity"] == "cookie"
+    assert int(cfg["listen_port"]) == haproxy["ports"][0]["containerPort"]
+    # The image's output_dir must be writable on a read-only root.
+    assert {"name": "haproxy-cfg", "mountPath": "/usr/local/etc/haproxy"} in haproxy["volumeMounts"]
 
 
 def test_metrics_wiring(scenario):
@@ -544,3 +562,13 @@ def test_schema_closes_every_object():
 
     walk(schema, "$")
     assert open_objects == []
+
+
+def test_lb_refuses_fewer_slots_than_renderers():
+    with pytest.raises(subprocess.CalledProcessError) as e:
+        render(sets=["lb.enabled=true", "lb.maxRenderers=4", "renderer.autoscaling.enabled=true",
+                     "renderer.autoscaling.maxReplicas=5"])
+    assert "lb.maxRenderers (4) must be at least the most renderers there can be (5)" in e.value.stderr
+    with pytest.raises(subprocess.CalledProcessError):
+        render(sets=["lb.enabled=true", "lb.maxRenderers=2", "renderer.replicas=3"])
+    render(sets=["lb.enabled=true", "lb.maxRenderers=3", "renderer.replicas=3"])

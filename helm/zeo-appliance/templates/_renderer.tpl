@@ -53,6 +53,15 @@ spec:
         # A one-shot run: nothing to watch or reload.
         - name: ZEOD_INIT_WATCH
           value: "false"
+        {{- with $.Values.bootstrap.adminPasswordSecret.name }}
+        - name: ZEOD_ADMIN_USER
+          value: {{ $.Values.bootstrap.adminUser | quote }}
+        - name: ZEOD_ADMIN_PASSWORD
+          valueFrom:
+            secretKeyRef:
+              name: {{ . }}
+              key: {{ $.Values.bootstrap.adminPasswordSecret.key }}
+        {{- end }}
       {{- with $.Values.bootstrap.resources }}
       resources:
         {{- toYaml . | nindent 8 }}
@@ -60,7 +69,7 @@ spec:
       securityContext:
         {{- toYaml $r.securityContext | nindent 8 }}
       volumeMounts:
-        {{- include "zeo-appliance.rendererMounts" . | nindent 8 }}
+        {{- include "zeo-appliance.rendererMounts" (merge (dict "bootstrap" true) .) | nindent 8 }}
   {{- end }}
   containers:
     - name: zope
@@ -135,7 +144,6 @@ spec:
     - name: products
       persistentVolumeClaim:
         claimName: {{ include "zeo-appliance.productsClaimName" $ }}
-        readOnly: true
     {{- end }}
   {{- with $r.nodeSelector }}
   nodeSelector:
@@ -196,8 +204,11 @@ ConfigMap, so that changing them reloads pods in place.
 - name: tmp
   mountPath: /tmp
 {{- if eq $.Values.renderer.products.source "volume" }}
+# Read-only for Zope; the bootstrap writes the image's add-ons onto it.
 - name: products
   mountPath: {{ $.Values.renderer.products.mountPath }}
+  {{- if not .bootstrap }}
   readOnly: true
+  {{- end }}
 {{- end }}
 {{- end }}
