@@ -208,13 +208,12 @@ pub fn copy_rest(r: Reader<'_>, out: &mut PackOut<'_>, mut ipos: u64, end: u64) 
             }
             tindex.push((d.oid, datapos));
         }
-        if buf.len() as u64 != th.tlen {
-            return Err(r.corrupt(
-                ipos,
-                "transaction changed length while being copied by pack",
-            ));
-        }
-        buf.extend_from_slice(&th.tlen.to_be_bytes());
+        // Only an inlined back pointer changes the length: ZODB raises
+        // PackError there (a pack without GC dropped the revision the
+        // pointer named); the data itself is still at hand.
+        let tlen = buf.len() as u64;
+        buf[8..16].copy_from_slice(&tlen.to_be_bytes());
+        buf.extend_from_slice(&tlen.to_be_bytes());
         out.append(&buf)?;
         for (oid, pos) in tindex {
             out.index.insert(oid, pos);
