@@ -108,7 +108,7 @@ mod tests {
     #[test]
     fn undo_error_states_have_the_shapes_clients_read() {
         let err = ServerError::MultipleUndo(vec![(
-            oid(1),
+            Some(oid(1)),
             "Some data were modified by a later transaction".into(),
         )]);
         assert_eq!(err.class_name(), "ZODB.POSException.MultipleUndoErrors");
@@ -132,6 +132,47 @@ mod tests {
                 (s("_reason"), s("non-undoable transaction")),
                 (s("_oid"), Value::None)
             ])
+        );
+    }
+
+    #[test]
+    fn other_exceptions_keep_their_class_and_args() {
+        let err = ServerError::Other {
+            class_name: "ZODB.POSException.StorageSystemError".into(),
+            args: vec![s("disk full")],
+        };
+        assert_eq!(err.state(), t(vec![s("disk full")]));
+        let z4 = err.z4_instance(Encoding::Pickle3);
+        let Value::Object { class, args, .. } = z4 else {
+            panic!("{z4:?}")
+        };
+        assert_eq!(
+            *class,
+            Value::Global {
+                module: "ZODB.POSException".into(),
+                name: "_recon".into()
+            }
+        );
+        assert_eq!(
+            *args,
+            t(vec![
+                Value::Global {
+                    module: "ZODB.POSException".into(),
+                    name: "StorageSystemError".into()
+                },
+                Value::Dict(vec![(s("args"), t(vec![s("disk full")]))]),
+            ])
+        );
+        let plain = ServerError::Other {
+            class_name: "builtins.RuntimeError".into(),
+            args: vec![],
+        };
+        assert_eq!(
+            plain.z4_class(Encoding::Pickle1),
+            Value::Global {
+                module: "exceptions".into(),
+                name: "RuntimeError".into()
+            }
         );
     }
 }

@@ -56,8 +56,8 @@ mod tests {
             (
                 "multiple_undo",
                 ServerError::MultipleUndo(vec![
-                    (Oid::from_u64(1), "first".into()),
-                    (Oid::from_u64(2), "second".into()),
+                    (Some(Oid::from_u64(1)), "first".into()),
+                    (Some(Oid::from_u64(2)), "second".into()),
                 ]),
             ),
             (
@@ -72,6 +72,13 @@ mod tests {
                 ServerError::ValueError("unknown storage: nope".into()),
             ),
             ("type_error", ServerError::TypeError("bad".into())),
+            (
+                "other",
+                ServerError::Other {
+                    class_name: "ZODB.POSException.StorageSystemError".into(),
+                    args: vec![Value::Str("disk full".into())],
+                },
+            ),
             (
                 "key_error",
                 ServerError::KeyError(Value::Bytes(b"k".to_vec())),
@@ -121,6 +128,13 @@ mod tests {
             ),
             ("z4_conflict", ServerError::Conflict(conflict)),
             ("z4_value_error", ServerError::ValueError("x".into())),
+            (
+                "z4_other",
+                ServerError::Other {
+                    class_name: "ZODB.POSException.StorageSystemError".into(),
+                    args: vec![Value::Str("disk full".into())],
+                },
+            ),
         ];
         for (name, err) in z4 {
             let msg = z4_error_reply(Value::Int(40), &err, Encoding::Pickle3);
