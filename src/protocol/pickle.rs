@@ -8,8 +8,11 @@
 //! and it cannot emit GLOBAL/REDUCE, protocol 1, `I01\n` booleans or Python 2
 //! byte strings, all of which ZEO 4 replies need.
 
+mod calls;
 mod decode;
 mod encode;
+mod operands;
+mod stack;
 
 pub use decode::{decode, decode_with, Decoded, Limits};
 pub use encode::{encode, encode_extension, Dialect};
