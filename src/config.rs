@@ -1,5 +1,671 @@
-//! `zeod serve` configuration (stub: the server owner fills this in).
+//! `zeod serve` configuration: runzeo's command line, the ZConfig `zeo.conf`
+//! it names, and `ZEOD_*` environment variables, layered with figment as
+//!
+//! ```text
+//!   built-in defaults  <  zeo.conf (-C)  <  ZEOD_* environment  <  command line
+//! ```
+//!
+//! Environment (names are case-insensitive after the prefix):
+//!
+//! | variable | zeo.conf equivalent |
+//! |---|---|
+//! | `ZEOD_ADDRESS` | `<zeo> address` (`HOST:PORT`, `PORT`, or a socket path) |
+//! | `ZEOD_READ_ONLY` | `<zeo> read-only` |
+//! | `ZEOD_INVALIDATION_QUEUE_SIZE`, `ZEOD_INVALIDATION_AGE` | same keys |
+//! | `ZEOD_TRANSACTION_TIMEOUT` | `<zeo> transaction-timeout` |
+//! | `ZEOD_CLIENT_CONFLICT_RESOLUTION`, `ZEOD_MSGPACK` | same keys |
+//! | `ZEOD_PID_FILE` | `<zeo> pid-filename` |
+//! | `ZEOD_MAX_FRAME_SIZE`, `ZEOD_MAX_CONNECTIONS`, `ZEOD_LOG_FORMAT` | (zeod only) |
+//! | `ZEOD_STORAGE_<NAME>_<KEY>` | key of storage `<NAME>`: `PATH`, `BLOB_DIR`, `READ_ONLY`, `CREATE`, `QUOTA`, `PACK_GC`, `PACK_KEEP_OLD` (so `<NAME>` cannot contain `_`) |
+//!
+//! `ZEO_MSGPACK` (non-empty) turns msgpack on when nothing else set it, as
+//! with runzeo.
 
-/// runzeo's command line.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ServeArgs {}
+mod schema;
+pub mod zconfig;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::Serialized;
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::storage::OpenOptions;
+use crate::telemetry::LogFormat;
+
+pub use schema::SchemaError;
+
+/// Default listening address, as in the ZEO documentation.
+pub const DEFAULT_ADDRESS: &str = "0.0.0.0:8100";
+/// Largest accepted frame. Python imposes none; this only stops a corrupt
+/// or hostile length word from reserving gigabytes.
+pub const DEFAULT_MAX_FRAME_SIZE: u64 = 1 << 30;
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 1024;
+pub const DEFAULT_INVALIDATION_QUEUE_SIZE: u64 = 100;
+
+/// runzeo's command line (plus a few zeod options).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// ZConfig configuration file (zeo.conf).
+    #[arg(short = 'C', long = "configure", value_name = "FILE")]
+    pub configure: Option<PathBuf>,
+    /// HOST:PORT, PORT (all interfaces) or a Unix socket path (contains '/').
+    #[arg(short = 'a', long, value_name = "ADDRESS")]
+    pub address: Option<String>,
+    /// A FileStorage to serve; repeat for storages "1", "2", ….
+    #[arg(short = 'f', long = "filename", value_name = "PATH")]
+    pub filename: Vec<PathBuf>,
+    /// Serve every storage read-only.
+    #[arg(short = 'r', long)]
+    pub read_only: bool,
+    /// Blob directory of storage "1" (given with -f).
+    #[arg(short = 'b', long, value_name = "DIR")]
+    pub blob_dir: Option<PathBuf>,
+    /// Transaction timeout: a commit lock held longer closes its connection.
+    #[arg(short = 't', long = "timeout", value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// Write the process id here while serving.
+    #[arg(long, value_name = "PATH")]
+    pub pid_file: Option<PathBuf>,
+    /// Write the bound address (HOST:PORT or socket path) here once listening;
+    /// useful with port 0.
+    #[arg(long, value_name = "PATH")]
+    pub address_file: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Largest accepted frame in bytes.
+    #[arg(long, value_name = "BYTES")]
+    pub max_frame_size: Option<u64>,
+    /// Connections served at once; more wait in the listen backlog.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<u64>,
+    /// Parse the configuration, open the storages, and exit.
+    #[arg(long)]
+    pub test: bool,
+}
+
+/// One configuration layer; every field optional so layers merge key by key.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Layer {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invalidation_queue_size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invalidation_age: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transaction_timeout: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_conflict_resolution: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub msgpack: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_frame_size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u64>,
+    /// `text` or `json` (kept as text so the layer stays plain data).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub storages: BTreeMap<String, StorageLayer>,
+}
+
+/// One storage's keys in a layer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StorageLayer {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub create: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blob_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pack_gc: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pack_keep_old: Option<bool>,
+}
+
+/// Where the server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl Address {
+    /// runzeo's forms: `PORT`, `:PORT`, `HOST:PORT`, `[V6]:PORT`, or a path
+    /// (anything containing `/`).
+    pub fn parse(text: &str) -> Result<Address, ConfigError> {
+        let text = text.trim();
+        let bad = || ConfigError::Address {
+            address: text.to_string(),
+        };
+        if text.contains('/') {
+            return Ok(Address::Unix(PathBuf::from(text)));
+        }
+        let (host, port) = match text.rsplit_once(':') {
+            Some((host, port)) => (host, port),
+            None => ("", text),
+        };
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let host = match host {
+            "" => "0.0.0.0",
+            "localhost" => "127.0.0.1",
+            host => host,
+        };
+        if let Ok(ip) = host.parse() {
+            return Ok(Address::Tcp(SocketAddr::new(ip, port)));
+        }
+        use std::net::ToSocketAddrs;
+        (host, port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .map(Address::Tcp)
+            .ok_or_else(bad)
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Tcp(addr) => write!(f, "{addr}"),
+            Address::Unix(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// One storage to serve.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub name: String,
+    pub path: PathBuf,
+    pub options: OpenOptions,
+}
+
+/// The resolved configuration of `zeod serve`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub address: Address,
+    pub read_only: bool,
+    pub invalidation_queue_size: usize,
+    pub invalidation_age: Option<Duration>,
+    pub transaction_timeout: Option<Duration>,
+    /// Python's option; zeod hands write conflicts back to ZEO 5 clients
+    /// either way (it cannot run Python resolution code), see `server::commit`.
+    pub client_conflict_resolution: bool,
+    /// Announce `M5` instead of `Z5`.
+    pub msgpack: bool,
+    pub pid_file: Option<PathBuf>,
+    pub address_file: Option<PathBuf>,
+    pub max_frame_size: usize,
+    pub max_connections: usize,
+    pub log_format: LogFormat,
+    /// In name order.
+    pub storages: Vec<StorageConfig>,
+    /// `--test`: set up and exit.
+    pub test: bool,
+    /// Things worth a log line once logging is set up (ignored sections…).
+    pub notes: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            address: Address::Tcp(SocketAddr::from(([0, 0, 0, 0], 8100))),
+            read_only: false,
+            invalidation_queue_size: DEFAULT_INVALIDATION_QUEUE_SIZE as usize,
+            invalidation_age: None,
+            transaction_timeout: None,
+            client_conflict_resolution: false,
+            msgpack: false,
+            pid_file: None,
+            address_file: None,
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE as usize,
+            max_connections: DEFAULT_MAX_CONNECTIONS as usize,
+            log_format: LogFormat::Text,
+            storages: Vec::new(),
+            test: false,
+            notes: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Syntax {
+        path: PathBuf,
+        source: zconfig::SyntaxError,
+    },
+    #[error("{path}: {source}")]
+    Schema { path: PathBuf, source: SchemaError },
+    #[error("configuration: {0}")]
+    Layering(#[from] Box<figment::Error>),
+    #[error("bad address {address:?} (expected HOST:PORT, PORT or a socket path)")]
+    Address { address: String },
+    #[error("no storage configured: give -f PATH, a storage section in zeo.conf, or ZEOD_STORAGE_1_PATH")]
+    NoStorage,
+    #[error("environment {var}={value:?}: expected {expected}")]
+    Env {
+        var: String,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("storage {name:?} has no path")]
+    StoragePath { name: String },
+    #[error("{key} must be {expected}, got {value}")]
+    OutOfRange {
+        key: &'static str,
+        expected: &'static str,
+        value: String,
+    },
+}
+
+impl ServerConfig {
+    /// Builds the configuration from the command line and the process
+    /// environment.
+    pub fn load(args: &ServeArgs) -> Result<ServerConfig, ConfigError> {
+        let vars = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+        Self::load_with_env(args, vars)
+    }
+
+    fn load_with_env(
+        args: &ServeArgs,
+        vars: impl Iterator<Item = (String, String)>,
+    ) -> Result<ServerConfig, ConfigError> {
+        let vars: Vec<(String, String)> = vars.collect();
+        let zeo_msgpack = vars
+            .iter()
+            .find(|(k, _)| k == "ZEO_MSGPACK")
+            .map(|(_, v)| v.clone());
+        let mut notes = schema::Notes::default();
+        let mut figment = Figment::from(Serialized::defaults(Layer {
+            address: Some(DEFAULT_ADDRESS.to_string()),
+            ..Layer::default()
+        }));
+        if let Some(path) = &args.configure {
+            figment = figment.merge(Serialized::defaults(file_layer(path, &mut notes)?));
+        }
+        figment = figment.merge(Serialized::defaults(env_layer(vars.into_iter())?));
+        figment = figment.merge(Serialized::defaults(cli_layer(args)));
+        let layer: Layer = figment
+            .extract()
+            .map_err(|e| ConfigError::Layering(Box::new(e)))?;
+        let msgpack = match layer.msgpack {
+            Some(on) => on,
+            None => zeo_msgpack.is_some_and(|v| !v.is_empty()),
+        };
+        resolve(layer, msgpack, args.test, notes.0)
+    }
+}
+
+fn file_layer(path: &Path, notes: &mut schema::Notes) -> Result<Layer, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let tree = zconfig::parse(&text).map_err(|source| ConfigError::Syntax {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    schema::layer_from_tree(&tree, notes).map_err(|source| ConfigError::Schema {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The `ZEOD_*` variables among `vars`, as a layer; names zeod does not
+/// know are left alone (other tools share the prefix).
+fn env_layer(vars: impl Iterator<Item = (String, String)>) -> Result<Layer, ConfigError> {
+    let mut layer = Layer::default();
+    for (var, value) in vars {
+        let Some(key) = var
+            .get(..5)
+            .filter(|p| p.eq_ignore_ascii_case("ZEOD_"))
+            .map(|_| var[5..].to_ascii_lowercase())
+        else {
+            continue;
+        };
+        let bad = |expected: &'static str| ConfigError::Env {
+            var: var.clone(),
+            value: value.clone(),
+            expected,
+        };
+        let boolean = || schema::parse_bool(&value).ok_or_else(|| bad("true or false"));
+        let number = || {
+            value
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| bad("a whole number"))
+        };
+        let seconds = || {
+            value
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| bad("a number of seconds"))
+        };
+        match key.as_str() {
+            "address" => layer.address = Some(value.clone()),
+            "read_only" => layer.read_only = Some(boolean()?),
+            "invalidation_queue_size" => layer.invalidation_queue_size = Some(number()?),
+            "invalidation_age" => layer.invalidation_age = Some(seconds()?),
+            "transaction_timeout" => layer.transaction_timeout = Some(seconds()?),
+            "pid_file" => layer.pid_file = Some(value.clone().into()),
+            "client_conflict_resolution" => layer.client_conflict_resolution = Some(boolean()?),
+            "msgpack" => layer.msgpack = Some(boolean()?),
+            "max_frame_size" => layer.max_frame_size = Some(number()?),
+            "max_connections" => layer.max_connections = Some(number()?),
+            "log_format" => {
+                parse_log_format(&value).ok_or_else(|| bad("text or json"))?;
+                layer.log_format = Some(value.trim().to_ascii_lowercase());
+            }
+            _ => {
+                let Some((name, field)) = key.strip_prefix("storage_").and_then(|rest| {
+                    // The name keeps its case: storage names are case-sensitive.
+                    let original = &var[5 + "storage_".len()..];
+                    let at = rest.find('_')?;
+                    Some((original[..at].to_string(), rest[at + 1..].to_string()))
+                }) else {
+                    continue;
+                };
+                if name.is_empty() {
+                    continue;
+                }
+                let storage = layer.storages.entry(name).or_default();
+                match field.as_str() {
+                    "path" => storage.path = Some(value.clone().into()),
+                    "blob_dir" => storage.blob_dir = Some(value.clone().into()),
+                    "read_only" => storage.read_only = Some(boolean()?),
+                    "create" => storage.create = Some(boolean()?),
+                    "quota" => storage.quota = Some(number()?),
+                    "pack_gc" => storage.pack_gc = Some(boolean()?),
+                    "pack_keep_old" => storage.pack_keep_old = Some(boolean()?),
+                    _ => return Err(bad("a storage key: PATH, BLOB_DIR, READ_ONLY, CREATE, QUOTA, PACK_GC or PACK_KEEP_OLD")),
+                }
+            }
+        }
+    }
+    Ok(layer)
+}
+
+fn parse_log_format(value: &str) -> Option<LogFormat> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "text" => Some(LogFormat::Text),
+        "json" => Some(LogFormat::Json),
+        _ => None,
+    }
+}
+
+fn cli_layer(args: &ServeArgs) -> Layer {
+    let mut storages = BTreeMap::new();
+    for (index, path) in args.filename.iter().enumerate() {
+        storages.insert(
+            (index + 1).to_string(),
+            StorageLayer {
+                path: Some(path.clone()),
+                blob_dir: if index == 0 {
+                    args.blob_dir.clone()
+                } else {
+                    None
+                },
+                ..StorageLayer::default()
+            },
+        );
+    }
+    if args.filename.is_empty() {
+        if let Some(blob_dir) = &args.blob_dir {
+            storages.insert(
+                "1".to_string(),
+                StorageLayer {
+                    blob_dir: Some(blob_dir.clone()),
+                    ..StorageLayer::default()
+                },
+            );
+        }
+    }
+    Layer {
+        address: args.address.clone(),
+        read_only: args.read_only.then_some(true),
+        transaction_timeout: args.timeout,
+        pid_file: args.pid_file.clone(),
+        address_file: args.address_file.clone(),
+        max_frame_size: args.max_frame_size,
+        max_connections: args.max_connections,
+        log_format: args.log_format.map(|f| match f {
+            LogFormat::Text => "text".to_string(),
+            LogFormat::Json => "json".to_string(),
+        }),
+        storages,
+        ..Layer::default()
+    }
+}
+
+fn resolve(
+    layer: Layer,
+    msgpack: bool,
+    test: bool,
+    notes: Vec<String>,
+) -> Result<ServerConfig, ConfigError> {
+    let address = Address::parse(layer.address.as_deref().unwrap_or(DEFAULT_ADDRESS))?;
+    let seconds =
+        |key: &'static str, value: Option<f64>| -> Result<Option<Duration>, ConfigError> {
+            match value {
+                None => Ok(None),
+                Some(v) if v.is_finite() && v >= 0.0 => Ok(Some(Duration::from_secs_f64(v))),
+                Some(v) => Err(ConfigError::OutOfRange {
+                    key,
+                    expected: "a number of seconds",
+                    value: v.to_string(),
+                }),
+            }
+        };
+    let positive = |key: &'static str, value: u64| -> Result<usize, ConfigError> {
+        usize::try_from(value)
+            .ok()
+            .filter(|v| *v > 0)
+            .ok_or(ConfigError::OutOfRange {
+                key,
+                expected: "a positive number",
+                value: value.to_string(),
+            })
+    };
+    let server_read_only = layer.read_only.unwrap_or(false);
+    let mut storages = Vec::new();
+    for (name, s) in layer.storages {
+        let path = s
+            .path
+            .ok_or_else(|| ConfigError::StoragePath { name: name.clone() })?;
+        let defaults = OpenOptions::default();
+        storages.push(StorageConfig {
+            name,
+            path,
+            options: OpenOptions {
+                read_only: s.read_only.unwrap_or(false) || server_read_only,
+                create: s.create.unwrap_or(defaults.create),
+                blob_dir: s.blob_dir,
+                pack_gc: s.pack_gc.unwrap_or(defaults.pack_gc),
+                pack_keep_old: s.pack_keep_old.unwrap_or(defaults.pack_keep_old),
+                quota: s.quota,
+                ..defaults
+            },
+        });
+    }
+    if storages.is_empty() {
+        return Err(ConfigError::NoStorage);
+    }
+    Ok(ServerConfig {
+        address,
+        read_only: server_read_only,
+        invalidation_queue_size: layer
+            .invalidation_queue_size
+            .unwrap_or(DEFAULT_INVALIDATION_QUEUE_SIZE) as usize,
+        invalidation_age: seconds("invalidation-age", layer.invalidation_age)?,
+        transaction_timeout: seconds("transaction-timeout", layer.transaction_timeout)?
+            .filter(|d| !d.is_zero()),
+        client_conflict_resolution: layer.client_conflict_resolution.unwrap_or(false),
+        msgpack,
+        pid_file: layer.pid_file,
+        address_file: layer.address_file,
+        max_frame_size: positive(
+            "max-frame-size",
+            layer.max_frame_size.unwrap_or(DEFAULT_MAX_FRAME_SIZE),
+        )?,
+        max_connections: positive(
+            "max-connections",
+            layer.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+        )?,
+        log_format: layer
+            .log_format
+            .as_deref()
+            .and_then(parse_log_format)
+            .unwrap_or_default(),
+        storages,
+        test,
+        notes,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn args(list: &[&str]) -> ServeArgs {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let mut argv = vec!["zeod"];
+        argv.extend_from_slice(list);
+        Cli::parse_from(argv).serve
+    }
+
+    fn load(a: &ServeArgs, env: &[(&str, &str)]) -> Result<ServerConfig, ConfigError> {
+        ServerConfig::load_with_env(a, env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn runzeo_command_line() {
+        let c = load(
+            &args(&[
+                "-a", "9100", "-f", "a.fs", "-f", "b.fs", "-b", "blobs", "-t", "30", "-r",
+            ]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.address, Address::Tcp("0.0.0.0:9100".parse().unwrap()));
+        assert_eq!(c.storages.len(), 2);
+        assert_eq!(c.storages[0].name, "1");
+        assert_eq!(
+            c.storages[0].options.blob_dir.as_deref(),
+            Some(Path::new("blobs"))
+        );
+        assert!(c.storages[1].options.read_only);
+        assert_eq!(c.transaction_timeout, Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn layers_file_env_and_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("zeo.conf");
+        let mut f = std::fs::File::create(&conf).unwrap();
+        writeln!(
+            f,
+            "<zeo>\n address 127.0.0.1:7000\n invalidation-queue-size 5\n msgpack true\n</zeo>\n<filestorage>\n path Data.fs\n</filestorage>"
+        )
+        .unwrap();
+        let conf = conf.to_str().unwrap();
+        let c = load(
+            &args(&["-C", conf]),
+            &[
+                ("ZEOD_ADDRESS", "127.0.0.1:7001"),
+                ("ZEOD_STORAGE_1_BLOB_DIR", "b"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.address.to_string(), "127.0.0.1:7001");
+        assert_eq!(c.invalidation_queue_size, 5);
+        assert!(c.msgpack);
+        assert_eq!(c.storages[0].path, Path::new("Data.fs"));
+        assert_eq!(
+            c.storages[0].options.blob_dir.as_deref(),
+            Some(Path::new("b"))
+        );
+        let c = load(
+            &args(&["-C", conf, "-a", "/tmp/zeo.sock"]),
+            &[("ZEOD_ADDRESS", "7002")],
+        )
+        .unwrap();
+        assert_eq!(c.address, Address::Unix("/tmp/zeo.sock".into()));
+        let c = load(
+            &args(&["-C", conf]),
+            &[("ZEOD_ADDRESS", "7002"), ("ZEOD_READ_ONLY", "true")],
+        )
+        .unwrap();
+        assert_eq!(c.address.to_string(), "0.0.0.0:7002");
+        assert!(c.storages[0].options.read_only);
+    }
+
+    #[test]
+    fn environment_alone_configures_a_storage() {
+        let c = load(
+            &args(&[]),
+            &[
+                ("ZEOD_STORAGE_main_PATH", "/data/Data.fs"),
+                ("ZEOD_TEST_STAGES", "rust"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.storages[0].name, "main");
+        assert_eq!(c.address.to_string(), DEFAULT_ADDRESS);
+    }
+
+    #[test]
+    fn reports_missing_storage_and_bad_address() {
+        assert!(load(&args(&[]), &[])
+            .unwrap_err()
+            .to_string()
+            .contains("no storage"));
+        assert!(load(&args(&["-a", "host:port", "-f", "x"]), &[])
+            .unwrap_err()
+            .to_string()
+            .contains("bad address"));
+    }
+
+    #[test]
+    fn address_forms() {
+        assert_eq!(Address::parse(":8100").unwrap().to_string(), "0.0.0.0:8100");
+        assert_eq!(
+            Address::parse("localhost:1").unwrap().to_string(),
+            "127.0.0.1:1"
+        );
+        assert_eq!(Address::parse("[::1]:5").unwrap().to_string(), "[::1]:5");
+        assert!(Address::parse("no such host.invalid:80").is_err());
+    }
+}

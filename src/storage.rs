@@ -15,10 +15,31 @@
 //! A committed transaction becomes visible to reads only when
 //! `tpc_finish` returns, after it is durable (fsync unless disabled).
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use parking_lot::{Mutex, RwLock};
+
 use crate::ids::{Oid, Tid};
+
+mod blob;
+mod commit;
+pub mod format;
+pub mod index;
+pub mod index_file;
+mod iter;
+mod lockfile;
+mod open;
+mod read;
+pub mod scan;
+mod undo;
+
+use blob::BlobDir;
+use format::Reader;
+use index::Index;
+use lockfile::LockFile;
 
 /// How to open a storage; mirrors `<filestorage>` keys of zeo.conf.
 #[derive(Debug, Clone)]
@@ -113,6 +134,9 @@ pub struct DataRecord {
     pub pos: u64,
 }
 
+/// `record_iternext`'s answer: `(oid, tid, data, next_oid)`.
+pub type IterNext = (Oid, Tid, Vec<u8>, Option<Oid>);
+
 /// What `tpc_begin` needs: metadata, and for restores/copies the tid and
 /// status the client dictates.
 #[derive(Debug, Clone, Default)]
@@ -190,80 +214,117 @@ fn format_undo_errors(errs: &[(Option<Oid>, String)]) -> String {
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// An open FileStorage. See the module docs for the concurrency contract.
+///
+/// Readers take `published` for reading just long enough to look up a
+/// position, then `pread` without any lock: the committer only appends past
+/// `published.end` and publishes new positions after the fsync.
 pub struct FileStorage {
-    // The storage owner fills this in.
-    _private: (),
+    path: PathBuf,
+    file: File,
+    read_only: bool,
+    options: OpenOptions,
+    published: RwLock<Published>,
+    /// The last oid handed out (or seen in the file); `new_oids` counts up.
+    max_oid: Mutex<Oid>,
+    /// The tid of the last `tpc_begin`, so aborted tids are not reissued.
+    last_begun: Mutex<Tid>,
+    /// Set between `tpc_begin` and the end of the transaction.
+    busy: Arc<AtomicBool>,
+    lock: Mutex<Option<LockFile>>,
+    closed: AtomicBool,
+    blobs: Option<BlobDir>,
 }
 
-/// A transaction between `tpc_begin` and `tpc_finish`/`tpc_abort`; owned by
-/// the committing connection. Its tid is fixed at `tpc_begin`.
-pub struct Transaction {
-    pub tid: Tid,
-    // The storage owner fills this in (temp buffer, tindex, …).
+/// What readers may see: only finished, durable transactions.
+struct Published {
+    index: Index,
+    /// End of the last finished transaction (`getSize`).
+    end: u64,
+    last_tid: Tid,
 }
 
-// CONTRACT: bodies are filled in by the storage implementation.
-#[allow(unused_variables, clippy::todo)]
+pub use commit::Transaction;
+
 impl FileStorage {
     /// Opens (or creates) `path`, takes `path.lock`, loads or rebuilds the
     /// index, truncates an incomplete trailing transaction (read-write only).
     pub fn open(path: &Path, options: OpenOptions) -> Result<Arc<FileStorage>> {
-        todo!()
+        open::open(path, options).map(Arc::new)
     }
+
     /// Writes the `.index` (read-write only) and releases the lock.
     pub fn close(&self) -> Result<()> {
-        todo!()
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let result = if self.read_only {
+            Ok(())
+        } else {
+            self.save_index()
+        };
+        self.lock.lock().take();
+        result
     }
+
     pub fn path(&self) -> &Path {
-        todo!()
+        &self.path
     }
+
     pub fn is_read_only(&self) -> bool {
-        todo!()
+        self.read_only
     }
+
     pub fn blob_dir(&self) -> Option<&Path> {
-        todo!()
+        self.blobs.as_ref().map(|b| b.root())
     }
+
     pub fn last_transaction(&self) -> Tid {
-        todo!()
+        self.published.read().last_tid
     }
+
     /// Number of objects (index entries).
     pub fn len(&self) -> usize {
-        todo!()
+        self.published.read().index.len()
     }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
     /// File size in bytes (`getSize`).
     pub fn size(&self) -> u64 {
-        todo!()
+        self.published.read().end
     }
 
     /// Current revision: `(data, tid)`. `PosKey` if absent or deleted.
     pub fn load(&self, oid: Oid) -> Result<(Vec<u8>, Tid)> {
-        todo!()
+        read::load(self, oid)
     }
+
     /// `Ok(None)`: the oid exists but has no revision before `before`.
     /// `PosKey`: never existed, or the selected revision is a deletion.
     pub fn load_before(&self, oid: Oid, before: Tid) -> Result<Option<LoadBefore>> {
-        todo!()
+        read::load_before(self, oid, before)
     }
+
     pub fn load_serial(&self, oid: Oid, serial: Tid) -> Result<Vec<u8>> {
-        todo!()
+        read::load_serial(self, oid, serial)
     }
+
     pub fn get_tid(&self, oid: Oid) -> Result<Tid> {
-        todo!()
+        read::get_tid(self, oid)
     }
+
     /// Newest first, at most `size` entries.
     pub fn history(&self, oid: Oid, size: usize) -> Result<Vec<HistoryEntry>> {
-        todo!()
+        read::history(self, oid, size)
     }
+
     /// `(oid, tid, data, next_oid)` of the first oid >= `next` (or the first).
-    pub fn record_iternext(
-        &self,
-        next: Option<Oid>,
-    ) -> Result<Option<(Oid, Tid, Vec<u8>, Option<Oid>)>> {
-        todo!()
+    pub fn record_iternext(&self, next: Option<Oid>) -> Result<Option<IterNext>> {
+        read::record_iternext(self, next)
     }
+
     /// Transactions with `start <= tid <= stop`, in file order. Lazy: reads
     /// as it goes, so a server may hold one per client.
     pub fn iterator(
@@ -271,37 +332,59 @@ impl FileStorage {
         start: Option<Tid>,
         stop: Option<Tid>,
     ) -> Box<dyn Iterator<Item = Result<TransactionRecord>> + Send> {
-        todo!()
+        Box::new(iter::TransactionIterator::new(
+            Arc::clone(self),
+            start,
+            stop,
+        ))
     }
+
     /// Python's `undoLog(first, last)`; `last < 0` means `first - last` entries.
     pub fn undo_log(&self, first: i64, last: i64) -> Result<Vec<UndoEntry>> {
-        todo!()
+        read::undo_log(self, first, last)
     }
+
     /// The last `n` transactions' `(tid, oids)`, newest first (seeds the
     /// server's invalidation queue).
     pub fn last_invalidations(&self, n: usize) -> Result<Vec<(Tid, Vec<Oid>)>> {
-        todo!()
+        read::last_invalidations(self, n)
     }
+
     /// Oids changed by transactions with tid > `after`, and the last tid;
     /// `None` if `after` is older than the oldest transaction kept.
     pub fn invalidations_since(&self, after: Tid) -> Result<Option<(Tid, Vec<Oid>)>> {
-        todo!()
+        read::invalidations_since(self, after)
     }
 
     pub fn new_oids(&self, n: usize) -> Result<Vec<Oid>> {
-        todo!()
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let mut max = self.max_oid.lock();
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let next = max
+                .as_u64()
+                .checked_add(1)
+                .ok_or_else(|| Error::BadArgument("oid space exhausted".into()))?;
+            *max = Oid::from_u64(next);
+            out.push(*max);
+        }
+        Ok(out)
     }
 
     /// Starts the one commit; assigns the tid (`now.later_than(last)`, or the
     /// explicit tid, which must be > last).
     pub fn tpc_begin(&self, options: BeginOptions) -> Result<Transaction> {
-        todo!()
+        commit::tpc_begin(self, options)
     }
+
     /// `serial` is the tid the client read (`Tid::ZERO` for a new object).
     /// `Conflict` when the current tid differs.
     pub fn store(&self, txn: &mut Transaction, oid: Oid, serial: Tid, data: &[u8]) -> Result<()> {
-        todo!()
+        commit::store(self, txn, oid, serial, data)
     }
+
     /// Like `store`, then moves `blob_file` into the blob directory at vote.
     pub fn store_blob(
         &self,
@@ -311,14 +394,17 @@ impl FileStorage {
         data: &[u8],
         blob_file: &Path,
     ) -> Result<()> {
-        todo!()
+        commit::store_blob(self, txn, oid, serial, data, blob_file)
     }
+
     pub fn check_current_serial(&self, txn: &mut Transaction, oid: Oid, serial: Tid) -> Result<()> {
-        todo!()
+        commit::check_current_serial(self, txn, oid, serial)
     }
+
     pub fn delete_object(&self, txn: &mut Transaction, oid: Oid, serial: Tid) -> Result<()> {
-        todo!()
+        commit::delete_object(self, txn, oid, serial)
     }
+
     pub fn restore(
         &self,
         txn: &mut Transaction,
@@ -327,38 +413,78 @@ impl FileStorage {
         data: Option<&[u8]>,
         prev_txn: Option<Tid>,
     ) -> Result<()> {
-        todo!()
+        commit::restore(self, txn, oid, serial, data, prev_txn)
     }
+
     /// Transactional undo of the transaction with undo id `id`; returns the
     /// oids it rewrote.
     pub fn undo(&self, txn: &mut Transaction, id: &[u8]) -> Result<Vec<Oid>> {
-        todo!()
+        undo::undo(self, txn, id)
     }
+
     /// Writes the transaction with status 'c' (not yet visible); returns the
     /// oids whose conflicts the storage resolved.
     pub fn tpc_vote(&self, txn: &mut Transaction) -> Result<Vec<Oid>> {
-        todo!()
+        commit::tpc_vote(self, txn)
     }
+
     /// Flips the status, fsyncs, publishes; returns the tid and the oids
     /// written (for invalidations).
     pub fn tpc_finish(&self, txn: Transaction) -> Result<(Tid, Vec<Oid>)> {
-        todo!()
+        commit::tpc_finish(self, txn)
     }
+
     /// Undoes whatever the transaction wrote; never fails on a clean state.
     pub fn tpc_abort(&self, txn: Transaction) {
-        todo!()
+        commit::tpc_abort(self, txn)
     }
 
     /// Path of the blob file of `(oid, serial)`; `PosKey` if missing.
     pub fn load_blob(&self, oid: Oid, serial: Tid) -> Result<PathBuf> {
-        todo!()
+        let blobs = self
+            .blobs
+            .as_ref()
+            .ok_or_else(|| Error::BadArgument("no blob directory configured".into()))?;
+        let path = blobs.path_of(oid, serial);
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(Error::PosKey(oid))
+        }
     }
+
     /// Where uploads are staged before `store_blob` (`<blob_dir>/tmp`).
     pub fn blob_tmp_dir(&self) -> Option<PathBuf> {
-        todo!()
+        self.blobs.as_ref().map(|b| b.tmp_dir())
     }
+
     /// Pack to `pack_time` (a tid), with GC unless `gc` is false.
     pub fn pack(&self, pack_time: Tid, gc: bool) -> Result<()> {
-        todo!()
+        let _ = (pack_time, gc);
+        Err(Error::BadArgument("pack is not implemented yet".into()))
+    }
+
+    fn reader(&self) -> Reader<'_> {
+        Reader::new(&self.file, &self.path)
+    }
+
+    /// Position of the current record of `oid`, or `PosKey`.
+    fn lookup(&self, oid: Oid) -> Result<u64> {
+        self.published
+            .read()
+            .index
+            .get(oid)
+            .ok_or(Error::PosKey(oid))
+    }
+
+    /// Saves the index as of the last finished transaction. Taken under
+    /// the read lock so the position and the entries agree.
+    fn save_index(&self) -> Result<()> {
+        let published = self.published.read();
+        let path = index_file::index_path(&self.path);
+        index_file::write(&path, published.end, &published.index).map_err(|source| Error::Io {
+            context: format!("writing {}", path.display()),
+            source,
+        })
     }
 }

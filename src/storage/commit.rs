@@ -1,0 +1,525 @@
+//! The write path: `tpc_begin` → store/restore/delete/undo (records go to
+//! an in-memory buffer, positioned as if the header were already at the end
+//! of the file) → `tpc_vote` (append with status 'c', not yet visible) →
+//! `tpc_finish` (flip the status byte, fsync, then publish to the index) or
+//! `tpc_abort` (truncate). One transaction at a time, enforced by `busy`.
+
+use std::collections::HashMap;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tracing::{debug, error, warn};
+
+use super::format::{
+    encode_txn_header, DataHeader, DATA_HEADER_LEN, MAX_POS, STATUS_DONE, STATUS_PACKED,
+};
+use super::{BeginOptions, Error, FileStorage, Result, TxnMeta};
+use crate::ids::{Oid, Tid};
+
+/// Clears the storage's busy flag however the transaction ends, so a
+/// dropped `Transaction` (a client that vanished) never wedges commits.
+struct BusyGuard(Arc<AtomicBool>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+/// A transaction between `tpc_begin` and `tpc_finish`/`tpc_abort`; owned by
+/// the committing connection. Its tid is fixed at `tpc_begin`.
+pub struct Transaction {
+    pub tid: Tid,
+    /// Identifies the storage that began it (its address).
+    owner: usize,
+    meta: TxnMeta,
+    status: u8,
+    /// Where the header will be written: the end of the file at begin.
+    tpos: u64,
+    /// Header length (23 + user + description + extension).
+    thl: u64,
+    /// The data records, byte for byte as they will follow the header.
+    buf: Vec<u8>,
+    /// oid → absolute position of its (last) record in this transaction.
+    tindex: HashMap<Oid, u64>,
+    /// Oids in first-write order (the invalidation list).
+    oids: Vec<Oid>,
+    /// Uploaded blob files to install at vote.
+    pending_blobs: Vec<(Oid, PathBuf)>,
+    /// Blob files installed (removed again on abort).
+    installed_blobs: Vec<PathBuf>,
+    voted: bool,
+    _busy: BusyGuard,
+}
+
+impl Transaction {
+    /// Absolute position the next record will have.
+    pub(super) fn here(&self) -> u64 {
+        self.tpos + self.thl + self.buf.len() as u64
+    }
+
+    pub(super) fn tpos(&self) -> u64 {
+        self.tpos
+    }
+
+    pub(super) fn tindex_get(&self, oid: Oid) -> Option<u64> {
+        self.tindex.get(&oid).copied()
+    }
+
+    /// The header and payload (pickle or back pointer) of a record of this
+    /// transaction at absolute position `pos`.
+    pub(super) fn record_at(&self, pos: u64) -> Option<(DataHeader, &[u8])> {
+        let off = usize::try_from(pos.checked_sub(self.tpos + self.thl)?).ok()?;
+        let head = self.buf.get(off..off + DATA_HEADER_LEN as usize)?;
+        let mut a = [0u8; DATA_HEADER_LEN as usize];
+        a.copy_from_slice(head);
+        let h = DataHeader::parse(&a);
+        let body_len = if h.plen == 0 {
+            8
+        } else {
+            usize::try_from(h.plen).ok()?
+        };
+        let start = off + DATA_HEADER_LEN as usize;
+        Some((h, self.buf.get(start..start + body_len)?))
+    }
+
+    /// Appends a record; `payload` is the pickle, or `None` for a back
+    /// pointer to `back` (0 = deletion).
+    pub(super) fn append(
+        &mut self,
+        s: &FileStorage,
+        h: DataHeader,
+        payload: Option<&[u8]>,
+        back: u64,
+    ) -> Result<u64> {
+        let here = self.here();
+        let len = DATA_HEADER_LEN + payload.map_or(8, |p| p.len() as u64);
+        let end = here + len + 8;
+        if end > MAX_POS {
+            return Err(Error::BadArgument(
+                "the data file would exceed 2**48 bytes".into(),
+            ));
+        }
+        if let Some(quota) = s.options.quota {
+            if here > quota {
+                return Err(Error::Quota { size: here, quota });
+            }
+        }
+        self.buf.extend_from_slice(&h.encode());
+        match payload {
+            Some(p) => self.buf.extend_from_slice(p),
+            None => self.buf.extend_from_slice(&back.to_be_bytes()),
+        }
+        if self.tindex.insert(h.oid, here).is_none() {
+            self.oids.push(h.oid);
+        }
+        Ok(here)
+    }
+
+    /// Rolls the buffer back to a previous length (a failed multi-record
+    /// operation such as undo leaves nothing behind).
+    pub(super) fn rollback(&mut self, len: usize, tindex: HashMap<Oid, u64>, oids: usize) {
+        self.buf.truncate(len);
+        self.tindex = tindex;
+        self.oids.truncate(oids);
+    }
+
+    pub(super) fn snapshot(&self) -> (usize, HashMap<Oid, u64>, usize) {
+        (self.buf.len(), self.tindex.clone(), self.oids.len())
+    }
+
+    pub(super) fn add_installed_blob(&mut self, path: PathBuf) {
+        self.installed_blobs.push(path);
+    }
+
+    pub(super) fn installed_count(&self) -> usize {
+        self.installed_blobs.len()
+    }
+
+    pub(super) fn remove_installed_since(&mut self, n: usize) {
+        let mut extra = self
+            .installed_blobs
+            .split_off(n.min(self.installed_blobs.len()));
+        remove_blobs(&mut extra);
+    }
+}
+
+pub(super) fn check_owner(s: &FileStorage, txn: &Transaction) -> Result<()> {
+    if txn.owner != s as *const FileStorage as usize {
+        return Err(Error::BadArgument(
+            "transaction belongs to another storage".into(),
+        ));
+    }
+    if txn.voted {
+        return Err(Error::BadArgument("transaction already voted".into()));
+    }
+    Ok(())
+}
+
+fn io(context: String) -> impl FnOnce(std::io::Error) -> Error {
+    move |source| Error::Io { context, source }
+}
+
+pub(super) fn tpc_begin(s: &FileStorage, options: BeginOptions) -> Result<Transaction> {
+    if s.read_only {
+        return Err(Error::ReadOnly);
+    }
+    if s.closed.load(Ordering::SeqCst) {
+        return Err(Error::BadArgument("storage is closed".into()));
+    }
+    let meta = options.meta;
+    for (what, v) in [
+        ("user", &meta.user),
+        ("description", &meta.description),
+        ("extension", &meta.extension),
+    ] {
+        if v.len() > 0xffff {
+            return Err(Error::BadArgument(format!(
+                "transaction {what} is longer than 65535 bytes"
+            )));
+        }
+    }
+    let status = options.status.unwrap_or(STATUS_DONE);
+    if status != STATUS_DONE && status != STATUS_PACKED {
+        return Err(Error::BadArgument(format!(
+            "transaction status {:?} cannot be committed",
+            char::from(status)
+        )));
+    }
+    if s.busy
+        .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+        .is_err()
+    {
+        return Err(Error::TransactionInProgress);
+    }
+    let busy = BusyGuard(Arc::clone(&s.busy));
+    let (end, last) = {
+        let p = s.published.read();
+        (p.end, p.last_tid)
+    };
+    let mut last_begun = s.last_begun.lock();
+    let tid = match options.tid {
+        Some(tid) if tid <= last => {
+            return Err(Error::TidNotIncreasing {
+                requested: tid,
+                last,
+            })
+        }
+        Some(tid) => tid,
+        None => Tid::now().later_than((*last_begun).max(last)),
+    };
+    *last_begun = tid;
+    drop(last_begun);
+    // A voted transaction whose owner vanished without abort left bytes
+    // past the end; nothing reads them, and the next vote must not mix.
+    let file_len = s
+        .file
+        .metadata()
+        .map_err(io(format!("stat {}", s.path.display())))?
+        .len();
+    if file_len > end {
+        warn!(path = %s.path.display(), end, file_len, "dropping unfinished transaction data past the end");
+        s.file
+            .set_len(end)
+            .map_err(io(format!("truncating {}", s.path.display())))?;
+    }
+    let thl = 23 + (meta.user.len() + meta.description.len() + meta.extension.len()) as u64;
+    Ok(Transaction {
+        tid,
+        owner: s as *const FileStorage as usize,
+        meta,
+        status,
+        tpos: end,
+        thl,
+        buf: Vec::new(),
+        tindex: HashMap::new(),
+        oids: Vec::new(),
+        pending_blobs: Vec::new(),
+        installed_blobs: Vec::new(),
+        voted: false,
+        _busy: busy,
+    })
+}
+
+fn bump_max_oid(s: &FileStorage, oid: Oid) {
+    let mut max = s.max_oid.lock();
+    if oid > *max {
+        *max = oid;
+    }
+}
+
+/// The committed (published) tid of `oid` and its record position.
+fn committed(s: &FileStorage, oid: Oid) -> Result<Option<(u64, Tid)>> {
+    let Some(pos) = s.published.read().index.get(oid) else {
+        return Ok(None);
+    };
+    let h = s.reader().data_header_of(pos, oid)?;
+    Ok(Some((pos, h.tid)))
+}
+
+pub(super) fn store(
+    s: &FileStorage,
+    txn: &mut Transaction,
+    oid: Oid,
+    serial: Tid,
+    data: &[u8],
+) -> Result<()> {
+    check_owner(s, txn)?;
+    if data.is_empty() {
+        return Err(Error::BadArgument(
+            "an object's pickle cannot be empty".into(),
+        ));
+    }
+    bump_max_oid(s, oid);
+    let old = committed(s, oid)?;
+    if let Some((_, committed)) = old {
+        if committed != serial {
+            return Err(Error::Conflict {
+                oid,
+                committed,
+                serial,
+            });
+        }
+    }
+    let prev = old.map_or(0, |(pos, _)| pos);
+    let h = DataHeader {
+        oid,
+        tid: txn.tid,
+        prev,
+        tloc: txn.tpos,
+        vlen: 0,
+        plen: data.len() as u64,
+    };
+    txn.append(s, h, Some(data), 0)?;
+    Ok(())
+}
+
+pub(super) fn store_blob(
+    s: &FileStorage,
+    txn: &mut Transaction,
+    oid: Oid,
+    serial: Tid,
+    data: &[u8],
+    blob_file: &Path,
+) -> Result<()> {
+    if s.blobs.is_none() {
+        return Err(Error::BadArgument("no blob directory configured".into()));
+    }
+    if !blob_file.is_file() {
+        return Err(Error::BadArgument(format!(
+            "blob file {} does not exist",
+            blob_file.display()
+        )));
+    }
+    store(s, txn, oid, serial, data)?;
+    txn.pending_blobs.push((oid, blob_file.to_path_buf()));
+    Ok(())
+}
+
+pub(super) fn check_current_serial(
+    s: &FileStorage,
+    txn: &mut Transaction,
+    oid: Oid,
+    serial: Tid,
+) -> Result<()> {
+    check_owner(s, txn)?;
+    let committed = s.get_tid(oid)?;
+    if committed != serial {
+        return Err(Error::ReadConflict {
+            oid,
+            committed,
+            serial,
+        });
+    }
+    Ok(())
+}
+
+pub(super) fn delete_object(
+    s: &FileStorage,
+    txn: &mut Transaction,
+    oid: Oid,
+    serial: Tid,
+) -> Result<()> {
+    check_owner(s, txn)?;
+    let (prev, committed) = committed(s, oid)?.ok_or(Error::PosKey(oid))?;
+    if committed != serial {
+        return Err(Error::Conflict {
+            oid,
+            committed,
+            serial,
+        });
+    }
+    let h = DataHeader {
+        oid,
+        tid: txn.tid,
+        prev,
+        tloc: txn.tpos,
+        vlen: 0,
+        plen: 0,
+    };
+    txn.append(s, h, None, 0)?;
+    Ok(())
+}
+
+pub(super) fn restore(
+    s: &FileStorage,
+    txn: &mut Transaction,
+    oid: Oid,
+    serial: Tid,
+    data: Option<&[u8]>,
+    prev_txn: Option<Tid>,
+) -> Result<()> {
+    check_owner(s, txn)?;
+    if data.is_some_and(|d| d.is_empty()) {
+        return Err(Error::BadArgument(
+            "an object's pickle cannot be empty".into(),
+        ));
+    }
+    bump_max_oid(s, oid);
+    // prev_txn is a hint: the copy's source may have been packed.
+    let back = match prev_txn {
+        Some(prev_txn) => match super::read::txn_find(s, prev_txn)? {
+            Some(tpos) => data_find(s, tpos, oid, data)?,
+            None => 0,
+        },
+        None => 0,
+    };
+    let prev = s.published.read().index.get(oid).unwrap_or(0);
+    let payload = if back != 0 { None } else { data };
+    let plen = payload.map_or(0, |d| d.len() as u64);
+    let h = DataHeader {
+        oid,
+        tid: serial,
+        prev,
+        tloc: txn.tpos,
+        vlen: 0,
+        plen,
+    };
+    txn.append(s, h, payload, back)?;
+    Ok(())
+}
+
+/// Python's `_data_find`: the position to point back to for `oid` in the
+/// transaction at `tpos` — its back pointer, or the record itself when it
+/// holds exactly `data`; 0 when there is nothing to share.
+fn data_find(s: &FileStorage, tpos: u64, oid: Oid, data: Option<&[u8]>) -> Result<u64> {
+    let r = s.reader();
+    let th = r.txn_header(tpos)?;
+    let tend = tpos + th.tlen;
+    let mut pos = tpos + th.header_len();
+    let mut found = None;
+    while pos < tend {
+        let h = r.data_header(pos)?;
+        if h.oid == oid {
+            found = Some((pos, h));
+        }
+        pos += h.record_len();
+    }
+    let Some((pos, h)) = found else { return Ok(0) };
+    if h.plen == 0 {
+        return r.back_of(pos);
+    }
+    match data {
+        Some(d) if d.len() as u64 == h.plen && r.read_vec(pos + DATA_HEADER_LEN, h.plen)? == d => {
+            Ok(pos)
+        }
+        _ => Ok(0),
+    }
+}
+
+pub(super) fn tpc_vote(s: &FileStorage, txn: &mut Transaction) -> Result<Vec<Oid>> {
+    if txn.owner != s as *const FileStorage as usize {
+        return Err(Error::BadArgument(
+            "transaction belongs to another storage".into(),
+        ));
+    }
+    if txn.voted {
+        return Ok(Vec::new());
+    }
+    let tlen = txn.thl + txn.buf.len() as u64;
+    let header = encode_txn_header(txn.tid, tlen, super::format::STATUS_CHECKPOINT, &txn.meta);
+    let write = || -> std::io::Result<()> {
+        s.file.write_all_at(&header, txn.tpos)?;
+        s.file.write_all_at(&txn.buf, txn.tpos + txn.thl)?;
+        s.file.write_all_at(&tlen.to_be_bytes(), txn.tpos + tlen)
+    };
+    if let Err(source) = write() {
+        // A full disk must not leave a turd at the end.
+        let _ = s.file.set_len(txn.tpos);
+        return Err(Error::Io {
+            context: format!("writing transaction to {}", s.path.display()),
+            source,
+        });
+    }
+    if let Some(blobs) = &s.blobs {
+        for (oid, from) in std::mem::take(&mut txn.pending_blobs) {
+            match blobs.install(&from, oid, txn.tid) {
+                Ok(path) => txn.installed_blobs.push(path),
+                Err(e) => {
+                    let _ = s.file.set_len(txn.tpos);
+                    remove_blobs(&mut txn.installed_blobs);
+                    return Err(e);
+                }
+            }
+        }
+    }
+    txn.voted = true;
+    Ok(Vec::new())
+}
+
+fn remove_blobs(paths: &mut Vec<PathBuf>) {
+    for p in paths.drain(..) {
+        if let Err(e) = std::fs::remove_file(&p) {
+            warn!(path = %p.display(), %e, "could not remove blob file of an aborted transaction");
+        }
+    }
+}
+
+pub(super) fn tpc_finish(s: &FileStorage, mut txn: Transaction) -> Result<(Tid, Vec<Oid>)> {
+    if !txn.voted {
+        tpc_vote(s, &mut txn)?;
+    }
+    let sync = || -> std::io::Result<()> {
+        s.file.write_all_at(&[txn.status], txn.tpos + 16)?;
+        if s.options.fsync {
+            s.file.sync_data()?;
+        }
+        Ok(())
+    };
+    if let Err(source) = sync() {
+        error!(path = %s.path.display(), %source, "could not make a transaction durable; rolling it back");
+        let _ = s.file.set_len(txn.tpos);
+        remove_blobs(&mut txn.installed_blobs);
+        return Err(Error::Io {
+            context: format!("finishing transaction in {}", s.path.display()),
+            source,
+        });
+    }
+    let end = txn.tpos + txn.thl + txn.buf.len() as u64 + 8;
+    {
+        let mut p = s.published.write();
+        for (oid, pos) in &txn.tindex {
+            p.index.insert(*oid, *pos);
+        }
+        p.end = end;
+        p.last_tid = txn.tid;
+    }
+    debug!(tid = %txn.tid, objects = txn.oids.len(), end, "transaction finished");
+    Ok((txn.tid, std::mem::take(&mut txn.oids)))
+}
+
+pub(super) fn tpc_abort(s: &FileStorage, mut txn: Transaction) {
+    if txn.voted {
+        if let Err(e) = s.file.set_len(txn.tpos) {
+            // Harmless for readers (they never look past the published
+            // end); the next tpc_begin truncates again.
+            error!(path = %s.path.display(), %e, "could not truncate an aborted transaction");
+        }
+    }
+    remove_blobs(&mut txn.installed_blobs);
+    for (_, upload) in txn.pending_blobs.drain(..) {
+        let _ = std::fs::remove_file(upload);
+    }
+}

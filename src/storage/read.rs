@@ -1,0 +1,249 @@
+//! Reads of finished transactions: load, loadBefore, loadSerial, history,
+//! record_iternext, undoLog, and the invalidation summaries. Each looks up
+//! a position under the index's read lock, then reads without any lock.
+
+use base64::Engine;
+
+use super::format::{Reader, STATUS_DONE, STATUS_PACKED, TXN_HEADER_LEN};
+use super::{Error, FileStorage, HistoryEntry, IterNext, LoadBefore, Result, UndoEntry};
+use crate::ids::{Oid, Tid};
+
+/// The pickle of the record at `pos` (header `h`), following back pointers.
+fn data_of(r: Reader<'_>, oid: Oid, pos: u64, plen: u64) -> Result<Vec<u8>> {
+    if plen > 0 {
+        return r.read_vec(pos + super::format::DATA_HEADER_LEN, plen);
+    }
+    let back = r.back_of(pos)?;
+    if back >= pos {
+        return Err(r.corrupt(pos, format!("back pointer {back} does not point backwards")));
+    }
+    match r.load_back(oid, back)? {
+        Some((data, _, _)) => Ok(data),
+        None => Err(Error::PosKey(oid)),
+    }
+}
+
+pub(super) fn load(s: &FileStorage, oid: Oid) -> Result<(Vec<u8>, Tid)> {
+    let pos = s.lookup(oid)?;
+    let r = s.reader();
+    let h = r.data_header_of(pos, oid)?;
+    Ok((data_of(r, oid, pos, h.plen)?, h.tid))
+}
+
+pub(super) fn load_before(s: &FileStorage, oid: Oid, before: Tid) -> Result<Option<LoadBefore>> {
+    let mut pos = s.lookup(oid)?;
+    let r = s.reader();
+    let mut end = None;
+    loop {
+        let h = r.data_header_of(pos, oid)?;
+        if h.tid < before {
+            let data = data_of(r, oid, pos, h.plen)?;
+            return Ok(Some(LoadBefore {
+                data,
+                start: h.tid,
+                end,
+            }));
+        }
+        if h.prev == 0 {
+            return Ok(None);
+        }
+        if h.prev >= pos {
+            return Err(r.corrupt(pos, "previous-record pointer does not point backwards"));
+        }
+        end = Some(h.tid);
+        pos = h.prev;
+    }
+}
+
+pub(super) fn load_serial(s: &FileStorage, oid: Oid, serial: Tid) -> Result<Vec<u8>> {
+    let mut pos = s.lookup(oid)?;
+    let r = s.reader();
+    loop {
+        let h = r.data_header_of(pos, oid)?;
+        if h.tid == serial {
+            return data_of(r, oid, pos, h.plen);
+        }
+        if h.tid < serial || h.prev == 0 {
+            return Err(Error::PosKey(oid));
+        }
+        if h.prev >= pos {
+            return Err(r.corrupt(pos, "previous-record pointer does not point backwards"));
+        }
+        pos = h.prev;
+    }
+}
+
+pub(super) fn get_tid(s: &FileStorage, oid: Oid) -> Result<Tid> {
+    let pos = s.lookup(oid)?;
+    let r = s.reader();
+    let h = r.data_header_of(pos, oid)?;
+    if h.plen == 0 && r.back_of(pos)? == 0 {
+        return Err(Error::PosKey(oid));
+    }
+    Ok(h.tid)
+}
+
+pub(super) fn history(s: &FileStorage, oid: Oid, size: usize) -> Result<Vec<HistoryEntry>> {
+    let mut pos = s.lookup(oid)?;
+    let r = s.reader();
+    let mut out = Vec::new();
+    while out.len() < size {
+        let h = r.data_header_of(pos, oid)?;
+        let th = r.txn_header(h.tloc)?;
+        let meta = r.txn_meta(h.tloc, &th)?;
+        out.push(HistoryEntry {
+            tid: h.tid,
+            meta,
+            size: h.plen,
+        });
+        if h.prev == 0 {
+            break;
+        }
+        if h.prev >= pos {
+            return Err(r.corrupt(pos, "previous-record pointer does not point backwards"));
+        }
+        pos = h.prev;
+    }
+    Ok(out)
+}
+
+pub(super) fn record_iternext(s: &FileStorage, next: Option<Oid>) -> Result<Option<IterNext>> {
+    let (oid, following) = {
+        let p = s.published.read();
+        let Some((oid, _)) = p.index.first_from(next.unwrap_or(Oid::ZERO)) else {
+            return Ok(None);
+        };
+        (oid, p.index.first_after(oid).map(|(o, _)| o))
+    };
+    let (data, tid) = load(s, oid)?;
+    Ok(Some((oid, tid, data, following)))
+}
+
+/// Walks transactions backwards from the published end via trailers,
+/// calling `f(pos, header)` until it returns false or the file start.
+fn walk_back(
+    s: &FileStorage,
+    mut f: impl FnMut(Reader<'_>, u64, &super::format::TxnHeader) -> Result<bool>,
+) -> Result<()> {
+    let r = s.reader();
+    let mut pos = s.size();
+    while pos > 4 + TXN_HEADER_LEN {
+        let tl = r.u64_at(pos - 8)?;
+        let tpos = pos
+            .checked_sub(tl)
+            .and_then(|p| p.checked_sub(8))
+            .filter(|p| *p >= 4)
+            .ok_or_else(|| {
+                r.corrupt(pos - 8, "transaction trailer points before the file start")
+            })?;
+        let h = r.txn_header(tpos)?;
+        if h.tlen != tl {
+            return Err(r.corrupt(tpos, "transaction length does not match its trailer"));
+        }
+        if !f(r, tpos, &h)? {
+            return Ok(());
+        }
+        pos = tpos;
+    }
+    Ok(())
+}
+
+/// The undo log id of a transaction: base64 of the tid, no newline.
+pub fn undo_id(tid: Tid) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .encode(tid.0)
+        .into_bytes()
+}
+
+pub(super) fn undo_log(s: &FileStorage, first: i64, last: i64) -> Result<Vec<UndoEntry>> {
+    let last = if last < 0 { first - last } else { last };
+    let mut out = Vec::new();
+    let mut i: i64 = 0;
+    walk_back(s, |r, tpos, h| {
+        if i >= last {
+            return Ok(false);
+        }
+        if h.status == STATUS_PACKED {
+            return Ok(false);
+        }
+        if h.status != STATUS_DONE {
+            return Ok(true);
+        }
+        if i >= first {
+            let meta = r.txn_meta(tpos, h)?;
+            out.push(UndoEntry {
+                id: undo_id(h.tid),
+                tid: h.tid,
+                meta,
+                size: h.tlen,
+            });
+        }
+        i += 1;
+        Ok(i < last)
+    })?;
+    Ok(out)
+}
+
+/// The oids of the data records of the transaction at `tpos`, in file order.
+pub(super) fn txn_oids(r: Reader<'_>, tpos: u64, h: &super::format::TxnHeader) -> Result<Vec<Oid>> {
+    let tend = tpos + h.tlen;
+    let mut pos = tpos + h.header_len();
+    let mut oids = Vec::new();
+    while pos < tend {
+        let d = r.data_header(pos)?;
+        if !oids.contains(&d.oid) {
+            oids.push(d.oid);
+        }
+        pos += d.record_len();
+    }
+    Ok(oids)
+}
+
+pub(super) fn last_invalidations(s: &FileStorage, n: usize) -> Result<Vec<(Tid, Vec<Oid>)>> {
+    let mut out = Vec::with_capacity(n.min(1024));
+    walk_back(s, |r, tpos, h| {
+        if out.len() >= n {
+            return Ok(false);
+        }
+        out.push((h.tid, txn_oids(r, tpos, h)?));
+        Ok(out.len() < n)
+    })?;
+    Ok(out)
+}
+
+pub(super) fn invalidations_since(s: &FileStorage, after: Tid) -> Result<Option<(Tid, Vec<Oid>)>> {
+    let last = s.last_transaction();
+    if after >= last {
+        return Ok(Some((last, Vec::new())));
+    }
+    let mut oids: Vec<Oid> = Vec::new();
+    let mut found = false;
+    walk_back(s, |r, tpos, h| {
+        if h.tid <= after {
+            found = true;
+            return Ok(false);
+        }
+        oids.extend(txn_oids(r, tpos, h)?);
+        Ok(true)
+    })?;
+    if !found {
+        return Ok(None);
+    }
+    oids.sort_unstable();
+    oids.dedup();
+    Ok(Some((last, oids)))
+}
+
+/// Python's `_txn_find`: the position of the transaction with `tid`,
+/// searching back from the end.
+pub(super) fn txn_find(s: &FileStorage, tid: Tid) -> Result<Option<u64>> {
+    let mut found = None;
+    walk_back(s, |_, tpos, h| {
+        if h.tid == tid {
+            found = Some(tpos);
+            return Ok(false);
+        }
+        Ok(h.tid > tid)
+    })?;
+    Ok(found)
+}
