@@ -9,9 +9,12 @@ Service name is a network alias of the pods it selects. It then runs the
 rendered probes the way kubelet would. If the chart's ZEO_ADDRESS, ports,
 probes, user or volumes were wrong, Zope would not get ready.
 
-    python3 render_run.py STORAGE_IMAGE RENDERER_IMAGE
+    python3 render_run.py [--runzeo-stand-in] STORAGE_IMAGE RENDERER_IMAGE
 
-Needs a running docker daemon and both images; helm on PATH; $CHART.
+--runzeo-stand-in runs Python's runzeo (from the renderer image) in the
+storage pod's place, with its Service aliases, user, volumes and port,
+for as long as `zeod serve` cannot serve yet. Needs a running docker
+daemon and both images; helm on PATH; $CHART.
 """
 
 import json
@@ -48,6 +51,7 @@ def render(storage_image, renderer_image):
         "--set", f"storage.image.repository={s_repo}", "--set", f"storage.image.tag={s_tag}",
         "--set", f"renderer.image.repository={r_repo}", "--set", f"renderer.image.tag={r_tag}",
         "--set", "storage.image.pullPolicy=Never", "--set", "renderer.image.pullPolicy=Never",
+        "--set", "readOnlyRenderer.enabled=true",
     ).stdout
     return [d for d in yaml.safe_load_all(out) if d]
 
@@ -118,7 +122,7 @@ class Kubelet:
                     if "fsGroup" in psc:
                         utility("chgrp", "-R", str(psc["fsGroup"]), "/v", volume=name)
                         utility("chmod", "-R", "g+rwX", "/v", volume=name)
-                args += ["--mount", f"type=volume,source={name},destination={path}{ro}"]
+                args += ["--mount", f"type=volume,source={name},destination={path},volume-nocopy{ro}"]
             elif "emptyDir" in v:
                 # One emptyDir per pod, shared by its containers (init and main).
                 name = f"{self.tag}-{pod_name}-{m['name']}"
@@ -126,7 +130,7 @@ class Kubelet:
                     self.volumes.append(name)
                     sh("docker", "volume", "create", name)
                     utility("chmod", "0777", "/v", volume=name)  # as kubelet creates it
-                args += ["--mount", f"type=volume,source={name},destination={path}{ro}"]
+                args += ["--mount", f"type=volume,source={name},destination={path},volume-nocopy{ro}"]
             elif "configMap" in v:
                 cm = next(c for c in find(self.docs, "ConfigMap")
                           if c["metadata"]["name"] == v["configMap"]["name"])
@@ -203,53 +207,124 @@ class Kubelet:
 
 
 STORAGE_IMAGE = RENDERER_IMAGE = None
+STAND_IN_CONF = """<zeo>
+  address 0.0.0.0:{port}
+</zeo>
+<filestorage 1>
+  path /data/Data.fs
+  blob-dir /data/blobs
+</filestorage>
+"""
 
 
-def main(argv):
-    global STORAGE_IMAGE, RENDERER_IMAGE
-    if len(argv) != 3:
-        print(__doc__, file=sys.stderr)
-        return 2
-    STORAGE_IMAGE, RENDERER_IMAGE = argv[1], argv[2]
-    docs = render(STORAGE_IMAGE, RENDERER_IMAGE)
-    with tempfile.TemporaryDirectory() as tmp, Kubelet(docs, tmp) as k:
-        (sts,) = find(docs, "StatefulSet")
-        pod = sts["spec"]["template"]
-        (zeod,) = pod["spec"]["containers"]
-        claims = {t["metadata"]["name"]: f"{t['metadata']['name']}-{sts['metadata']['name']}-0"
-                  for t in sts["spec"].get("volumeClaimTemplates", [])}
+def http(k, container, method, path, data=None):
+    """An HTTP request from inside a pod to its own Zope, like kubelet's."""
+    code = ("import sys,urllib.request as u,urllib.parse as p\n"
+            f"d={data!r}\n"
+            f"r=u.urlopen(u.Request('http://127.0.0.1:8080{path}',method={method!r},"
+            "data=p.urlencode(d).encode() if d else None),timeout=30)\n"
+            "sys.stdout.write(r.read().decode())")
+    return sh("docker", "exec", container, "python3", "-c", code).stdout
+
+
+def run_storage(k, docs, stand_in):
+    (sts,) = find(docs, "StatefulSet")
+    pod = sts["spec"]["template"]
+    (zeod,) = pod["spec"]["containers"]
+    claims = {t["metadata"]["name"]: f"{t['metadata']['name']}-{sts['metadata']['name']}-0"
+              for t in sts["spec"].get("volumeClaimTemplates", [])}
+    if not stand_in:
         name, r = k.run("storage-0", pod["metadata"]["labels"], pod["spec"], zeod, claims)
         assert r.returncode == 0, r.stderr
         k.wait_ready(name, zeod, 120)
-        print(f"render_run: storage ready: {' '.join(zeod['args'])}")
-
+        print(f"render_run: storage ready: zeod {' '.join(zeod['args'])}")
         (test,) = find(docs, "Pod", "test")
         (tc,) = test["spec"]["containers"]
         _, r = k.run("test", test["metadata"]["labels"], test["spec"], tc, detach=False)
         assert r.returncode == 0, f"helm test pod failed: {r.stdout}{r.stderr}"
         print(f"render_run: helm test pod ok: {' '.join(tc['command'])}")
+        return
+    # Python's runzeo in the storage pod's place: same Service aliases, same
+    # user and volumes, the rendered port; only the binary differs.
+    port = int(zeod["args"][zeod["args"].index("-a") + 1].rpartition(":")[2])
+    stand_in_container = dict(
+        zeod, image=RENDERER_IMAGE, command=["sh", "-c"],
+        args=["printf '%s' \"$1\" >/tmp/zeo.conf && exec runzeo -C /tmp/zeo.conf",
+              "runzeo", STAND_IN_CONF.format(port=port)],
+    )
+    name, r = k.run("storage-0", pod["metadata"]["labels"], pod["spec"], stand_in_container, claims)
+    assert r.returncode == 0, r.stderr
+    deadline = time.monotonic() + 60
+    probe = f"import socket; socket.create_connection(('127.0.0.1', {port}), 2)"
+    while sh("docker", "exec", name, "python3", "-c", probe, check=False).returncode != 0:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"stand-in runzeo not listening:\n{sh('docker', 'logs', name, check=False).stderr}")
+        time.sleep(1)
+    print(f"render_run: storage: Python runzeo stand-in on :{port} under the aliases "
+          f"{', '.join(k.aliases(pod['metadata']['labels']))} (zeod serve not used)")
 
-        (dep,) = find(docs, "Deployment", "renderer")
-        pod = dep["spec"]["template"]
-        for i in range(2):  # two renderers starting together: the bootstrap race
-            pod_name = f"renderer-{i}"
-            for init in pod["spec"].get("initContainers", []):
-                for attempt in range(5):  # kubelet restarts a failed init container
-                    cname, r = k.run(pod_name, pod["metadata"]["labels"], pod["spec"], init, detach=False)
-                    if r.returncode == 0:
-                        break
-                    print(f"render_run: {pod_name} {init['name']} attempt {attempt} failed:\n{r.stderr[-2000:]}")
-                    sh("docker", "rm", "-f", cname, check=False)
-                    k.containers.remove(cname)
-                else:
-                    raise SystemExit(f"{pod_name}: init container {init['name']} never succeeded")
-            (zope,) = pod["spec"]["containers"]
-            cname, r = k.run(pod_name, pod["metadata"]["labels"], pod["spec"], zope)
-            assert r.returncode == 0, r.stderr
-            startup = zope["startupProbe"]
-            k.wait_ready(cname, zope, startup["periodSeconds"] * startup["failureThreshold"])
-            print(f"render_run: {pod_name} ready through ZEO_ADDRESS="
-                  f"{next(e['value'] for e in zope['env'] if e['name'] == 'ZEO_ADDRESS')}")
+
+def run_renderers(k, docs, component, replicas):
+    (dep,) = find(docs, "Deployment", component)
+    pod = dep["spec"]["template"]
+    labels, spec = pod["metadata"]["labels"], pod["spec"]
+    pods = [f"{component}-{i}" for i in range(replicas)]
+    # Every pod's init containers start together, as on a fresh install:
+    # the bootstrap race. A failed one is rerun, as kubelet does.
+    for init in spec.get("initContainers", []):
+        pending = list(pods)
+        for attempt in range(6):
+            started = {p: k.run(p, labels, spec, dict(init, name=f"{init['name']}-{attempt}"))[0] for p in pending}
+            pending = []
+            for p, cname in started.items():
+                code = int(sh("docker", "wait", cname, timeout=900).stdout.strip())
+                if code != 0:
+                    logs = sh("docker", "logs", "--tail", "25", cname, check=False)
+                    print(f"render_run: {p} {init['name']} exited {code} (kubelet reruns it): "
+                          f"\n{logs.stdout}{logs.stderr}")
+                    pending.append(p)
+            if not pending:
+                break
+        else:
+            raise SystemExit(f"{component}: init container {init['name']} never succeeded")
+        print(f"render_run: {component}: {init['name']} done in {len(pods)} pods")
+    (zope,) = spec["containers"]
+    names = [k.run(p, labels, spec, zope)[0] for p in pods]
+    startup = zope["startupProbe"]
+    for cname in names:
+        k.wait_ready(cname, zope, startup["periodSeconds"] * startup["failureThreshold"])
+    address = next(e["value"] for e in zope["env"] if e["name"] == "ZEO_ADDRESS")
+    print(f"render_run: {component}: {replicas} pods ready (probes {zope['readinessProbe']['httpGet']['path']}), "
+          f"ZEO_ADDRESS={address}")
+    return names
+
+
+def main(argv):
+    global STORAGE_IMAGE, RENDERER_IMAGE
+    args = [a for a in argv[1:] if not a.startswith("--")]
+    stand_in = "--runzeo-stand-in" in argv
+    if len(args) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    STORAGE_IMAGE, RENDERER_IMAGE = args
+    docs = render(STORAGE_IMAGE, RENDERER_IMAGE)
+    with tempfile.TemporaryDirectory() as tmp, Kubelet(docs, tmp) as k:
+        run_storage(k, docs, stand_in)
+        rw = run_renderers(k, docs, "renderer", 2)
+        ro = run_renderers(k, docs, "renderer-readonly", 1)
+        # A note written through one renderer is read through the others:
+        # they share the storage through the chart's wiring.
+        marker = f"render-run-{uuid.uuid4().hex[:8]}"
+        http(k, rw[0], "POST", "/demo/add_note", {"text": marker})
+        for cname in rw[1:] + ro:
+            deadline = time.monotonic() + 30
+            while marker not in http(k, cname, "GET", "/demo"):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{cname} never showed the note written through {rw[0]}")
+                time.sleep(1)
+        print(f"render_run: a note written through {len(rw)} read-write renderers' first "
+              f"is served by the other and by the read-only renderer")
+    print("render_run: ok")
     return 0
 
 
