@@ -30,6 +30,8 @@ import yaml
 
 HERE = Path(__file__).parent
 CHART = Path(os.environ.get("CHART", HERE.parent.parent / "helm" / "zeo-appliance"))
+NAMESPACE = "site"
+LB_IMAGE = os.environ.get("ZEOD_LB_IMAGE", "zeod-lb:latest")
 
 
 def sh(*args, check=True, capture=True, timeout=600):
@@ -46,12 +48,17 @@ def split_image(ref):
 def render(storage_image, renderer_image):
     s_repo, s_tag = split_image(storage_image)
     r_repo, r_tag = split_image(renderer_image)
+    l_repo, l_tag = split_image(LB_IMAGE)
     out = sh(
-        "helm", "template", "zeo", str(CHART), "--namespace", "site",
+        "helm", "template", "zeo", str(CHART),
         "--set", f"storage.image.repository={s_repo}", "--set", f"storage.image.tag={s_tag}",
         "--set", f"renderer.image.repository={r_repo}", "--set", f"renderer.image.tag={r_tag}",
         "--set", "storage.image.pullPolicy=Never", "--set", "renderer.image.pullPolicy=Never",
         "--set", "readOnlyRenderer.enabled=true",
+        "--set", f"lb.enabled=true,lb.image.repository={l_repo},lb.image.tag={l_tag},lb.image.pullPolicy=Never",
+        # Docker's embedded DNS plays the cluster DNS (it knows the aliases).
+        "--set", "lb.resolver=127.0.0.11:53",
+        "--namespace", NAMESPACE,
     ).stdout
     return [d for d in yaml.safe_load_all(out) if d]
 
@@ -88,6 +95,12 @@ class Kubelet:
 
     def __enter__(self):
         sh("docker", "network", "create", self.network)
+        # Where kubelet's HTTP probes and the test's requests come from: a
+        # client on the pod network that reaches pods by IP, Services by name.
+        self.client = f"{self.tag}-client"
+        self.containers.append(self.client)
+        sh("docker", "run", "-d", "--name", self.client, "--network", self.network, "--read-only",
+           "--entrypoint", "sleep", RENDERER_IMAGE, "infinity")
         return self
 
     def __exit__(self, *exc):
@@ -98,11 +111,32 @@ class Kubelet:
         sh("docker", "network", "rm", self.network, check=False)
 
     def aliases(self, pod_labels):
-        """The Service names that would resolve to a pod with these labels."""
-        return [
-            s["metadata"]["name"] for s in find(self.docs, "Service")
-            if selects(s["spec"]["selector"], pod_labels)
-        ]
+        """The names cluster DNS would resolve to a pod with these labels:
+        each selecting Service's, short and fully qualified."""
+        names = []
+        for s in find(self.docs, "Service"):
+            if selects(s["spec"]["selector"], pod_labels):
+                name = s["metadata"]["name"]
+                names += [name, f"{name}.{NAMESPACE}", f"{name}.{NAMESPACE}.svc",
+                          f"{name}.{NAMESPACE}.svc.cluster.local"]
+        return names
+
+    def fetch(self, url, method="GET", data=None, timeout=30):
+        """(status, headers, body) of an HTTP request from the pod network."""
+        code = ("import json,sys,urllib.error,urllib.parse as p,urllib.request as u\n"
+                f"d={data!r}\n"
+                f"q=u.Request({url!r},method={method!r},data=p.urlencode(d).encode() if d else None)\n"
+                f"try: r=u.urlopen(q,timeout={timeout})\n"
+                "except urllib.error.HTTPError as e: r=e\n"
+                "print(json.dumps([r.status,dict(r.headers),r.read().decode()]))")
+        r = sh("docker", "exec", self.client, "python3", "-c", code, check=False)
+        if r.returncode != 0:
+            return None, {}, r.stderr
+        return tuple(json.loads(r.stdout))
+
+    def ip(self, container_name):
+        info = json.loads(sh("docker", "inspect", container_name).stdout)[0]
+        return info["NetworkSettings"]["Networks"][self.network]["IPAddress"]
 
     def volume_args(self, pod_name, spec, container, claims):
         args = []
@@ -184,11 +218,9 @@ class Kubelet:
             port = probe["httpGet"]["port"]
             if isinstance(port, str):
                 port = next(p["containerPort"] for p in container["ports"] if p["name"] == port)
-            url = f"http://127.0.0.1:{port}{probe['httpGet']['path']}"
-            code = ("import sys,urllib.request as u\n"
-                    f"r=u.urlopen({url!r},timeout={probe.get('timeoutSeconds', 1)})\n"
-                    "sys.exit(0 if 200<=r.status<400 else 1)")
-            cmd = ["docker", "exec", container_name, "python3", "-c", code]
+            url = f"http://{self.ip(container_name)}:{port}{probe['httpGet']['path']}"
+            status, _, _ = self.fetch(url, timeout=probe.get("timeoutSeconds", 1))
+            return status is not None and 200 <= status < 400
         return sh(*cmd, check=False).returncode == 0
 
     def wait_ready(self, container_name, container, budget_seconds):
@@ -198,8 +230,8 @@ class Kubelet:
             if not state["Running"]:
                 logs = sh("docker", "logs", "--tail", "40", container_name, check=False)
                 raise SystemExit(f"{container_name} exited ({state['ExitCode']}):\n{logs.stdout}{logs.stderr}")
-            if self.probe(container_name, container, "startupProbe") and \
-                    self.probe(container_name, container, "readinessProbe"):
+            if all(self.probe(container_name, container, kind)
+                   for kind in ("startupProbe", "readinessProbe") if kind in container):
                 return
             time.sleep(1)
         logs = sh("docker", "logs", "--tail", "40", container_name, check=False)
@@ -215,16 +247,6 @@ STAND_IN_CONF = """<zeo>
   blob-dir /data/blobs
 </filestorage>
 """
-
-
-def http(k, container, method, path, data=None):
-    """An HTTP request from inside a pod to its own Zope, like kubelet's."""
-    code = ("import sys,urllib.request as u,urllib.parse as p\n"
-            f"d={data!r}\n"
-            f"r=u.urlopen(u.Request('http://127.0.0.1:8080{path}',method={method!r},"
-            "data=p.urlencode(d).encode() if d else None),timeout=30)\n"
-            "sys.stdout.write(r.read().decode())")
-    return sh("docker", "exec", container, "python3", "-c", code).stdout
 
 
 def run_storage(k, docs, stand_in):
@@ -260,8 +282,8 @@ def run_storage(k, docs, stand_in):
         if time.monotonic() > deadline:
             raise SystemExit(f"stand-in runzeo not listening:\n{sh('docker', 'logs', name, check=False).stderr}")
         time.sleep(1)
-    print(f"render_run: storage: Python runzeo stand-in on :{port} under the aliases "
-          f"{', '.join(k.aliases(pod['metadata']['labels']))} (zeod serve not used)")
+    print(f"render_run: storage: Python runzeo stand-in on :{port} for "
+          f"{', '.join(k.aliases(pod['metadata']['labels'])[::4])} (zeod serve not used)")
 
 
 def run_renderers(k, docs, component, replicas):
@@ -299,6 +321,17 @@ def run_renderers(k, docs, component, replicas):
     return names
 
 
+def run_lb(k, docs):
+    (dep,) = find(docs, "Deployment", "lb")
+    pod = dep["spec"]["template"]
+    (haproxy,) = pod["spec"]["containers"]
+    name, r = k.run("lb-0", pod["metadata"]["labels"], pod["spec"], haproxy)
+    assert r.returncode == 0, r.stderr
+    k.wait_ready(name, haproxy, 60)
+    print("render_run: lb ready (probes /lb-health)")
+    return name
+
+
 def main(argv):
     global STORAGE_IMAGE, RENDERER_IMAGE
     args = [a for a in argv[1:] if not a.startswith("--")]
@@ -308,6 +341,8 @@ def main(argv):
         return 2
     STORAGE_IMAGE, RENDERER_IMAGE = args
     docs = render(STORAGE_IMAGE, RENDERER_IMAGE)
+    service = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d for d in find(docs, "Service")
+               if d["spec"].get("clusterIP") != "None"}
     with tempfile.TemporaryDirectory() as tmp, Kubelet(docs, tmp) as k:
         run_storage(k, docs, stand_in)
         rw = run_renderers(k, docs, "renderer", 2)
@@ -315,15 +350,31 @@ def main(argv):
         # A note written through one renderer is read through the others:
         # they share the storage through the chart's wiring.
         marker = f"render-run-{uuid.uuid4().hex[:8]}"
-        http(k, rw[0], "POST", "/demo/add_note", {"text": marker})
+        status, _, body = k.fetch(f"http://{k.ip(rw[0])}:8080/demo/add_note", "POST", {"text": marker})
+        assert status == 200, (status, body[-500:])
         for cname in rw[1:] + ro:
             deadline = time.monotonic() + 30
-            while marker not in http(k, cname, "GET", "/demo"):
+            while marker not in k.fetch(f"http://{k.ip(cname)}:8080/demo")[2]:
                 if time.monotonic() > deadline:
                     raise SystemExit(f"{cname} never showed the note written through {rw[0]}")
                 time.sleep(1)
-        print(f"render_run: a note written through {len(rw)} read-write renderers' first "
-              f"is served by the other and by the read-only renderer")
+        print(f"render_run: a note written through one renderer is served by the other "
+              f"and by the read-only renderer")
+        # The LB finds the renderers through the headless Service's DNS and
+        # pins the browser with its cookie.
+        run_lb(k, docs)
+        lb_url = f"http://{service['lb']['metadata']['name']}:{service['lb']['spec']['ports'][0]['port']}/demo"
+        deadline = time.monotonic() + 60
+        while True:
+            status, headers, body = k.fetch(lb_url)
+            if status == 200 and marker in body:
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{lb_url}: {status} {body[-500:]}")
+            time.sleep(1)
+        cookie = {k.lower(): v for k, v in headers.items()}.get("set-cookie", "")
+        assert cookie.startswith("zeo-route="), headers
+        print(f"render_run: {lb_url} serves the site with an affinity cookie ({cookie.split(';')[0]})")
     print("render_run: ok")
     return 0
 
