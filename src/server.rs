@@ -1,9 +1,351 @@
-//! The ZEO server (stub: the server owner fills this in).
+//! The ZEO server: `zeod serve`. [`main`] opens the storages, binds, and
+//! runs [`run`] until a signal; [`run`] accepts connections and serves each
+//! in its own task until its `shutdown` future resolves.
+//!
+//! Per storage ([`exported`]): the FileStorage, a FIFO commit lock, the
+//! registered connections, the invalidation queue, statistics. Per
+//! connection ([`connection`]): a reading loop that runs calls in order and
+//! a writer task draining a bounded queue ([`outbound`]). Calls are routed
+//! and their errors mapped to ZODB exceptions in [`dispatch`]; commits in
+//! [`commit`]; reads in [`reads`]; blobs in [`blobs`].
 
+mod blobs;
+mod commit;
+mod connection;
+mod dispatch;
+mod exported;
+mod invalidations;
+mod iterators;
+mod outbound;
+mod reads;
+mod status;
+mod wire;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::config::ServeArgs;
+use anyhow::Context;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-pub fn main(_args: ServeArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+use crate::config::{Address, ServeArgs, ServerConfig};
+use crate::storage::FileStorage;
+
+use exported::Exported;
+use invalidations::InvalidationQueue;
+
+/// Where connections come from.
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl From<TcpListener> for Listener {
+    fn from(listener: TcpListener) -> Listener {
+        Listener::Tcp(listener)
+    }
+}
+
+impl From<UnixListener> for Listener {
+    fn from(listener: UnixListener) -> Listener {
+        Listener::Unix(listener)
+    }
+}
+
+impl Listener {
+    /// Binds `address`; a stale Unix socket file is removed first.
+    pub async fn bind(address: &Address) -> std::io::Result<Listener> {
+        match address {
+            Address::Tcp(addr) => Ok(Listener::Tcp(TcpListener::bind(addr).await?)),
+            Address::Unix(path) => {
+                if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::AddrInUse,
+                        format!("{} is in use by a running server", path.display()),
+                    ));
+                }
+                let _ = std::fs::remove_file(path);
+                Ok(Listener::Unix(UnixListener::bind(path)?))
+            }
+        }
+    }
+
+    /// The bound address as text (`HOST:PORT` or the socket path).
+    pub fn local_address(&self) -> String {
+        match self {
+            Listener::Tcp(l) => l.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            Listener::Unix(l) => l
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// State shared by all connections.
+pub(crate) struct Shared {
+    storages: BTreeMap<String, Arc<Exported>>,
+    config: ServerConfig,
+    /// `time.ctime()` of the start, for `server_status`.
+    start: String,
+    /// Cancelled when the server shuts down.
+    shutdown: CancellationToken,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("reading the last transactions of storage {name:?}: {source}")]
+    Seed {
+        name: String,
+        source: crate::storage::Error,
+    },
+    #[error("storage task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// Serves `storages` (name → storage) on `listener` until `shutdown`
+/// resolves. Then it stops accepting, closes idle connections and aborts
+/// unvoted transactions, gives voted ones a grace period to finish, and
+/// returns once every connection task has ended. The storages stay open:
+/// closing them is the caller's business.
+pub async fn run(
+    listener: Listener,
+    storages: Vec<(String, Arc<FileStorage>)>,
+    config: ServerConfig,
+    shutdown: impl Future,
+) -> Result<(), ServerError> {
+    let mut exported = BTreeMap::new();
+    for (name, storage) in storages {
+        let size = config.invalidation_queue_size;
+        let seed_from = storage.clone();
+        let seed = tokio::task::spawn_blocking(move || seed_from.last_invalidations(size))
+            .await?
+            .map_err(|source| ServerError::Seed {
+                name: name.clone(),
+                source,
+            })?;
+        let pack_gc = config
+            .storages
+            .iter()
+            .find(|s| s.name == name)
+            .is_none_or(|s| s.options.pack_gc);
+        let queue = InvalidationQueue::new(size, seed);
+        exported.insert(
+            name.clone(),
+            Arc::new(Exported::new(name, storage, pack_gc, queue)),
+        );
+    }
+    let unix_now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let shared = Arc::new(Shared {
+        storages: exported,
+        start: status::ctime(unix_now),
+        shutdown: CancellationToken::new(),
+        config,
+    });
+    let limit = Arc::new(Semaphore::new(shared.config.max_connections));
+    let tracker = TaskTracker::new();
+    let next_id = AtomicU64::new(1);
+    tracing::info!(address = %listener.local_address(), storages = ?shared.storages.keys().collect::<Vec<_>>(), "serving");
+
+    tokio::pin!(shutdown);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let permit = tokio::select! {
+            permit = limit.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            _ = &mut shutdown => break,
+        };
+        let accepted = tokio::select! {
+            accepted = accept(&listener) => accepted,
+            _ = &mut shutdown => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => {
+                backoff = Duration::from_millis(100);
+                accepted
+            }
+            Err(err) => {
+                // Out of file descriptors and the like: wait, then retry.
+                tracing::error!(%err, "accept failed; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        };
+        let id = next_id.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(conn = id, %peer, "connected");
+        let shared = shared.clone();
+        tracker.spawn(async move {
+            match stream {
+                Stream::Tcp(s) => connection::serve(s, peer, id, shared).await,
+                Stream::Unix(s) => connection::serve(s, peer, id, shared).await,
+            }
+            drop(permit);
+        });
+    }
+    tracing::info!(connections = tracker.len(), "shutting down");
+    drop(listener);
+    shared.shutdown.cancel();
+    tracker.close();
+    if tokio::time::timeout(
+        connection::SHUTDOWN_GRACE + Duration::from_secs(10),
+        tracker.wait(),
+    )
+    .await
+    .is_err()
+    {
+        tracing::warn!(
+            connections = tracker.len(),
+            "connections still open after the shutdown grace period"
+        );
+    }
+    Ok(())
+}
+
+enum Stream {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(listener: &Listener) -> std::io::Result<(Stream, String)> {
+    match listener {
+        Listener::Tcp(l) => {
+            let (s, addr) = l.accept().await?;
+            let _ = s.set_nodelay(true);
+            Ok((Stream::Tcp(s), addr.to_string()))
+        }
+        Listener::Unix(l) => {
+            let (s, _) = l.accept().await?;
+            Ok((Stream::Unix(s), "unix".to_string()))
+        }
+    }
+}
+
+/// The `ruok` answer: every storage's status as one JSON object.
+fn ruok_json(shared: &Shared) -> String {
+    let timeout = shared.config.transaction_timeout.is_some();
+    let map: serde_json::Map<String, serde_json::Value> = shared
+        .storages
+        .iter()
+        .map(|(name, e)| {
+            (
+                name.clone(),
+                status::status(e, &shared.start, timeout).to_json(),
+            )
+        })
+        .collect();
+    serde_json::Value::Object(map).to_string()
+}
+
+/// `zeod serve`.
+pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = ServerConfig::load(&args)?;
+    crate::telemetry::init(config.log_format);
+    for note in &config.notes {
+        tracing::info!("{note}");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting tokio")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: ServerConfig) -> anyhow::Result<ExitCode> {
+    let mut storages = Vec::new();
+    for s in &config.storages {
+        let (path, options) = (s.path.clone(), s.options.clone());
+        tracing::info!(storage = %s.name, path = %path.display(), read_only = options.read_only, "opening storage");
+        let storage = tokio::task::spawn_blocking(move || FileStorage::open(&path, options))
+            .await?
+            .with_context(|| format!("opening storage {:?} ({})", s.name, s.path.display()))?;
+        storages.push((s.name.clone(), storage));
+    }
+    if config.test {
+        close_storages(&storages).await;
+        println!("configuration OK");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let listener = Listener::bind(&config.address)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.address))?;
+    let bound = listener.local_address();
+    if let Some(path) = &config.address_file {
+        write_file(path, &bound)?;
+    }
+    let pid_file = if config.read_only {
+        None
+    } else {
+        config.pid_file.clone()
+    };
+    if let Some(path) = &pid_file {
+        write_file(path, &std::process::id().to_string())?;
+    }
+    let unix_path = match &config.address {
+        Address::Unix(path) => Some(path.clone()),
+        Address::Tcp(_) => None,
+    };
+    let (signal, exit) = signals()?;
+    let result = run(listener, storages.clone(), config, signal).await;
+    close_storages(&storages).await;
+    for path in pid_file.iter().chain(unix_path.iter()) {
+        let _ = std::fs::remove_file(path);
+    }
+    result?;
+    let code = exit.load(Ordering::Relaxed) as u8;
+    tracing::info!(exit_code = code, "stopped");
+    Ok(ExitCode::from(code))
+}
+
+/// A future that resolves on SIGTERM/SIGINT (exit status 0) or SIGHUP
+/// (exit status 1, so supervisors restart us, like runzeo).
+fn signals() -> anyhow::Result<(impl Future<Output = ()>, Arc<AtomicU64>)> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let exit = Arc::new(AtomicU64::new(0));
+    let code = exit.clone();
+    let fut = async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: shutting down with exit status 1 (restart requested)");
+                code.store(1, Ordering::Relaxed);
+            }
+        }
+    };
+    Ok((fut, exit))
+}
+
+async fn close_storages(storages: &[(String, Arc<FileStorage>)]) {
+    for (name, storage) in storages {
+        let storage = storage.clone();
+        match tokio::task::spawn_blocking(move || storage.close()).await {
+            Ok(Ok(())) => tracing::info!(storage = %name, "storage closed"),
+            Ok(Err(err)) => tracing::error!(storage = %name, %err, "closing storage failed"),
+            Err(err) => tracing::error!(storage = %name, %err, "closing storage panicked"),
+        }
+    }
+}
+
+fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    std::fs::write(&tmp, format!("{text}\n"))
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }

@@ -68,6 +68,7 @@ pub struct Settings {
     /// rendered to `output_dir/<name>`.
     pub render: BTreeMap<String, Target>,
     /// Dotted settings that must be non-empty before anything starts.
+    #[serde(deserialize_with = "values::list")]
     pub required: Vec<String>,
     /// Time between the stop signal and SIGKILL.
     pub grace: Span,

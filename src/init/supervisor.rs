@@ -17,7 +17,7 @@ use std::process::Command;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::unistd::Pid;
 
 use super::reaper::{self, Exit};
@@ -272,6 +272,19 @@ fn spawn(command: &[OsString], settings: &Settings) -> Result<Pid, SpawnError> {
     }
     if settings.process_group {
         cmd.process_group(0);
+    }
+    // The child inherits our signal mask through fork and exec, and std
+    // does not reset it: without this it would start with SIGTERM & co.
+    // blocked and never see what we forward.
+    #[allow(unsafe_code)]
+    // SAFETY: the closure runs in the forked child before exec and only
+    // calls sigprocmask(2), which is async-signal-safe; it allocates nothing
+    // and touches no lock.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+                .map_err(io::Error::from)
+        });
     }
     // The handle is dropped without waiting: reaper::reap collects it.
     let child = cmd.spawn().map_err(error)?;

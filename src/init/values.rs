@@ -105,6 +105,26 @@ pub fn text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     }
 }
 
+/// A list given as a list, or as one string separated by commas or spaces
+/// (the environment can only give strings). An empty string is an empty
+/// list.
+pub fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Form::deserialize(d)? {
+        Form::One(s) => s
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        Form::Many(v) => v,
+    })
+}
+
 /// A byte count written like ZConfig's `byte-size`: `128MB`, `500000000`,
 /// `4 kb`; KB, MB and GB are powers of 1024 as in ZConfig. Templates see
 /// the canonical ZConfig spelling, so it can be pasted into zope.conf.
@@ -350,20 +370,7 @@ impl Addresses {
 
 impl<'de> Deserialize<'de> for Addresses {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Form {
-            One(String),
-            Many(Vec<String>),
-        }
-        let items: Vec<String> = match Form::deserialize(d)? {
-            Form::One(s) => s
-                .split(|c: char| c == ',' || c.is_whitespace())
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            Form::Many(v) => v,
-        };
+        let items = list(d)?;
         for item in &items {
             Addresses::check(item).map_err(de::Error::custom)?;
         }

@@ -279,16 +279,19 @@ pub struct SeqReader<'a> {
     start: u64,
     len: usize,
     cap: usize,
+    /// End of the readable data; the buffer never grows past it.
+    limit: u64,
 }
 
 impl<'a> SeqReader<'a> {
-    pub fn new(r: Reader<'a>, cap: usize) -> SeqReader<'a> {
+    pub fn new(r: Reader<'a>, cap: usize, limit: u64) -> SeqReader<'a> {
         SeqReader {
             r,
             buf: Vec::new(),
             start: 0,
             len: 0,
             cap,
+            limit,
         }
     }
 
@@ -296,7 +299,8 @@ impl<'a> SeqReader<'a> {
     pub fn get(&mut self, pos: u64, n: usize) -> Result<&[u8]> {
         let in_buf = pos >= self.start && pos - self.start + n as u64 <= self.len as u64;
         if !in_buf {
-            let want = n.max(self.cap);
+            let room = usize::try_from(self.limit.saturating_sub(pos)).unwrap_or(usize::MAX);
+            let want = n.max(self.cap.min(room));
             if self.buf.len() < want {
                 self.buf.resize(want, 0);
             }

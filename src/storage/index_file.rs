@@ -276,8 +276,9 @@ pub fn encode(out: &mut impl Write, pos: u64, index: &Index) -> std::io::Result<
     out.write_all(&[0x80, 3, b'N', b'.'])
 }
 
-/// Writes `<index>.index_tmp`, fsyncs it and renames it over `path`, so a
-/// crash leaves either the old or the new index, never half of one.
+/// Writes `<index>.index_tmp` and renames it over `path`. Not fsynced (nor
+/// is it in Python): an index torn by a crash fails validation on the next
+/// open and is rebuilt from the data file, which is the only truth.
 pub fn write(path: &Path, pos: u64, index: &Index) -> std::io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".index_tmp");
@@ -285,9 +286,7 @@ pub fn write(path: &Path, pos: u64, index: &Index) -> std::io::Result<()> {
     let file = File::create(&tmp)?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     encode(&mut w, pos, index)?;
-    let file = w.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    drop(file);
+    w.into_inner().map_err(|e| e.into_error())?;
     std::fs::rename(&tmp, path)
 }
 

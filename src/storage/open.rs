@@ -86,6 +86,12 @@ pub(super) fn open(path: &Path, options: OpenOptions) -> Result<FileStorage> {
 
     let index_path = index_file::index_path(path);
     let saved = match index_file::read(&index_path) {
+        // Python only checks the last transaction's records; positions
+        // outside the covered range are cheap to rule out as well.
+        Ok(Some((pos, index))) if index.iter().any(|(_, p)| p < 4 || p >= pos) => {
+            warn!(path = %index_path.display(), pos, "ignoring index: it points outside the data it covers");
+            None
+        }
         Ok(Some((pos, index))) => match check_sanity(r, size, &index, pos) {
             Some(tid) => Some((pos, index, tid)),
             None => {

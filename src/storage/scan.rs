@@ -49,7 +49,7 @@ pub fn scan(
     index: &mut Index,
     mut last_tid: Tid,
 ) -> Result<Scanned> {
-    let mut seq = SeqReader::new(r, 1 << 20);
+    let mut seq = SeqReader::new(r, 1 << 20, file_size);
     let mut pos = start;
     let mut tindex: Vec<(Oid, u64)> = Vec::new();
     let began = Instant::now();

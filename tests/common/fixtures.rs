@@ -40,9 +40,21 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// A scratch directory, in RAM when the machine has /dev/shm: the
+/// damage tests open thousands of files, and every recovery fsyncs.
+pub fn scratch_dir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(dir) = tempfile::tempdir_in(shm) {
+            return dir;
+        }
+    }
+    tempfile::tempdir().unwrap()
+}
+
 /// A writable copy of a fixture directory: opening read-write may truncate.
 pub fn copy_fixture(name: &str) -> (tempfile::TempDir, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = scratch_dir();
     copy_tree(&fixtures_dir().join(name), tmp.path());
     let data = tmp.path().join("Data.fs");
     (tmp, data)

@@ -1,0 +1,619 @@
+//! The two-phase commit as the server runs it (spec §8). `tpc_begin` and
+//! the store-like calls only append to the connection's transaction log;
+//! nothing touches the storage before `vote`. `vote` takes the storage's
+//! commit lock (waiting voters are queued FIFO, their replies deferred),
+//! begins the storage transaction (which fixes the tid), replays the log,
+//! and votes. `tpc_finish` makes it durable, queues the invalidations to
+//! every other connection while no reply can overtake them, sends `info`
+//! and the tid, and only then releases the lock.
+//!
+//! Write conflicts go back to ZEO 5 clients as `{'oid', 'serials', 'data'}`
+//! dicts in the vote result, with the lock released and the log kept, so
+//! the client resolves them (zeod cannot run application conflict
+//! resolution) and votes again — Python's `client-conflict-resolution`
+//! behaviour, which every ZEO >= 5 client supports.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::OwnedMutexGuard;
+use tokio::time::Instant;
+
+use super::connection::Connection;
+use super::dispatch::{Args, CallError};
+use super::exported::Exported;
+use super::status::Stats;
+use super::wire;
+use crate::ids::{Oid, Tid};
+use crate::protocol::Value;
+use crate::storage::{self, BeginOptions, FileStorage, TxnMeta};
+
+/// One logged operation of a transaction, replayed at vote.
+pub enum TxnOp {
+    Store {
+        oid: Oid,
+        serial: Tid,
+        data: Vec<u8>,
+    },
+    CheckCurrent {
+        oid: Oid,
+        serial: Tid,
+    },
+    Delete {
+        oid: Oid,
+        serial: Tid,
+    },
+    Restore {
+        oid: Oid,
+        serial: Tid,
+        data: Option<Vec<u8>>,
+        prev_txn: Option<Tid>,
+    },
+    Undo {
+        id: Vec<u8>,
+    },
+    StoreBlob {
+        oid: Oid,
+        serial: Tid,
+        data: Vec<u8>,
+        file: PathBuf,
+    },
+}
+
+/// The connection's open transaction.
+pub struct PendingTxn {
+    /// The client's `id(txn)`.
+    pub id: i128,
+    pub begin: BeginOptions,
+    pub ops: Vec<TxnOp>,
+}
+
+impl PendingTxn {
+    fn blob_files(&self) -> impl Iterator<Item = &PathBuf> {
+        self.ops.iter().filter_map(|op| match op {
+            TxnOp::StoreBlob { file, .. } => Some(file),
+            _ => None,
+        })
+    }
+}
+
+type LockFuture = Pin<Box<dyn Future<Output = OwnedMutexGuard<()>> + Send>>;
+
+/// Where the connection stands with its storage's commit lock.
+#[derive(Default)]
+pub enum LockState {
+    #[default]
+    Free,
+    /// A `vote` is queued for the lock; its reply is deferred.
+    Waiting { lock: LockFuture, msgid: Value },
+    /// Voted: the storage transaction is written, awaiting finish or abort.
+    Held {
+        guard: OwnedMutexGuard<()>,
+        since: Instant,
+        txn: Box<storage::Transaction>,
+    },
+}
+
+impl LockState {
+    pub fn is_held(&self) -> bool {
+        matches!(self, LockState::Held { .. })
+    }
+
+    /// Resolves when a queued vote gets the lock; never, otherwise.
+    pub async fn granted(state: &mut LockState) -> OwnedMutexGuard<()> {
+        match state {
+            LockState::Waiting { lock, .. } => lock.as_mut().await,
+            _ => std::future::pending().await,
+        }
+    }
+}
+
+/// What replaying a transaction log at vote time came to.
+enum VoteOutcome {
+    Voted {
+        txn: Box<storage::Transaction>,
+        changed: Vec<Oid>,
+    },
+    /// Write conflicts handed back to the client; the storage transaction
+    /// was aborted.
+    Conflicts(Vec<Value>),
+    /// The storage transaction was aborted; `data` is the record that
+    /// failed, if any (for the conflict's class name).
+    Failed {
+        error: storage::Error,
+        data: Option<Vec<u8>>,
+    },
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl Connection {
+    fn exported(&self) -> Result<Arc<Exported>, CallError> {
+        self.exported
+            .clone()
+            .ok_or_else(|| CallError::close("not registered"))
+    }
+
+    /// The open transaction if `a[index]` names it (Python's `_check_tid`).
+    fn txn_for(&mut self, a: &Args, index: usize) -> Result<&mut PendingTxn, CallError> {
+        if self.read_only {
+            return Err(CallError::read_only());
+        }
+        let id = a.txn(index)?;
+        let current = self.txn.as_ref().map(|t| t.id);
+        let mismatch = || {
+            CallError::transaction(vec![
+                current.map(Value::Int).unwrap_or(Value::None),
+                Value::Int(id),
+            ])
+        };
+        if current != Some(id) {
+            return Err(mismatch());
+        }
+        self.txn.as_mut().ok_or_else(mismatch)
+    }
+
+    /// `tpc_begin(txn, user, description, extension, tid, status)` (one-way).
+    pub(super) fn tpc_begin(&mut self, a: &Args) -> Result<Value, CallError> {
+        a.arity(4, 6)?;
+        if self.read_only {
+            return Err(CallError::read_only());
+        }
+        let id = a.txn(0)?;
+        if let Some(txn) = &self.txn {
+            if txn.id == id {
+                return Ok(Value::None);
+            }
+            return Err(CallError::transaction(vec![Value::Str(
+                "Multiple simultaneous tpc_begin requests from one client.".into(),
+            )]));
+        }
+        let extension = match a.get(3) {
+            Value::Dict(items) if items.is_empty() => Vec::new(),
+            Value::None => Vec::new(),
+            ext @ Value::Dict(_) => wire::pickle_extension(ext),
+            _ => return Err(CallError::type_error("tpc_begin: extension must be a dict")),
+        };
+        let status = match a.get(5) {
+            Value::Str(s) => s.bytes().next().unwrap_or(b' '),
+            Value::Bytes(b) => b.first().copied().unwrap_or(b' '),
+            _ => b' ',
+        };
+        let begin = BeginOptions {
+            meta: TxnMeta {
+                user: a.text_bytes(1)?,
+                description: a.text_bytes(2)?,
+                extension,
+            },
+            tid: if a.len() > 4 { a.opt_tid(4)? } else { None },
+            status: Some(status),
+        };
+        self.txn = Some(PendingTxn {
+            id,
+            begin,
+            ops: Vec::new(),
+        });
+        if let Some(exported) = &self.exported {
+            exported.active_txns.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(Value::None)
+    }
+
+    fn log_op(&mut self, a: &Args, txn_index: usize, op: TxnOp) -> Result<Value, CallError> {
+        self.txn_for(a, txn_index)?.ops.push(op);
+        Ok(Value::None)
+    }
+
+    /// `storea(oid, serial, data, txn)`.
+    pub(super) fn storea(&mut self, a: &Args) -> Result<Value, CallError> {
+        a.arity(4, 4)?;
+        let op = TxnOp::Store {
+            oid: a.oid(0)?,
+            serial: a.opt_tid(1)?.unwrap_or(Tid::ZERO),
+            data: a.bytes(2)?.to_vec(),
+        };
+        self.log_op(a, 3, op)?;
+        if let Some(exported) = &self.exported {
+            Stats::bump(&exported.stats.stores);
+        }
+        Ok(Value::None)
+    }
+
+    /// `checkCurrentSerialInTransaction(oid, serial, txn)`.
+    pub(super) fn check_current_serial(&mut self, a: &Args) -> Result<Value, CallError> {
+        a.arity(3, 3)?;
+        let op = TxnOp::CheckCurrent {
+            oid: a.oid(0)?,
+            serial: a.opt_tid(1)?.unwrap_or(Tid::ZERO),
+        };
+        self.log_op(a, 2, op)
+    }
+
+    /// `deleteObject(oid, serial, txn)`.
+    pub(super) fn delete_object(&mut self, a: &Args) -> Result<Value, CallError> {
+        a.arity(3, 3)?;
+        let op = TxnOp::Delete {
+            oid: a.oid(0)?,
+            serial: a.opt_tid(1)?.unwrap_or(Tid::ZERO),
+        };
+        self.log_op(a, 2, op)
+    }
+
+    /// `restorea(oid, serial, data, prev_txn, txn)`.
+    pub(super) fn restorea(&mut self, a: &Args) -> Result<Value, CallError> {
+        a.arity(5, 5)?;
+        let op = TxnOp::Restore {
+            oid: a.oid(0)?,
+            serial: a.tid(1)?,
+            data: a.opt_bytes(2)?.map(<[u8]>::to_vec),
+            prev_txn: a.opt_tid(3)?,
+        };
+        self.log_op(a, 4, op)
+    }
+
+    /// `undoa(trans_id, txn)`.
+    pub(super) fn undoa(&mut self, a: &Args) -> Result<Value, CallError> {
+        a.arity(2, 2)?;
+        let op = TxnOp::Undo {
+            id: a.text_bytes(0)?,
+        };
+        self.log_op(a, 1, op)
+    }
+
+    /// Queues a blob store (from `storeBlobEnd`/`storeBlobShared`); it
+    /// supersedes an earlier plain store of the same oid.
+    pub(super) fn log_blob_store(
+        &mut self,
+        a: &Args,
+        txn_index: usize,
+        op: TxnOp,
+    ) -> Result<(), CallError> {
+        let txn = self.txn_for(a, txn_index)?;
+        if let TxnOp::StoreBlob { oid, .. } = &op {
+            let oid = *oid;
+            txn.ops
+                .retain(|o| !matches!(o, TxnOp::Store { oid: stored, .. } if *stored == oid));
+        }
+        txn.ops.push(op);
+        Ok(())
+    }
+
+    /// `vote(txn)`: replies now if the commit lock is free, later otherwise.
+    pub(super) async fn vote(&mut self, a: &Args<'_>, msgid: &Value) -> Result<(), CallError> {
+        a.arity(1, 1)?;
+        self.txn_for(a, 0)?;
+        match self.lock {
+            LockState::Held { .. } => {
+                return Err(CallError::transaction(vec![Value::Str(
+                    "Already voting (locked)".into(),
+                )]))
+            }
+            LockState::Waiting { .. } => {
+                return Err(CallError::transaction(vec![Value::Str(
+                    "Already voting (waiting)".into(),
+                )]))
+            }
+            LockState::Free => {}
+        }
+        let exported = self.exported()?;
+        match exported.commit_lock.clone().try_lock_owned() {
+            Ok(guard) => self
+                .run_vote(guard, msgid.clone())
+                .await
+                .map_err(CallError::Close),
+            Err(_) => {
+                exported.waiting.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(conn = self.id, storage = %exported.name, "vote waits for the commit lock");
+                self.lock = LockState::Waiting {
+                    lock: Box::pin(exported.commit_lock.clone().lock_owned()),
+                    msgid: msgid.clone(),
+                };
+                Ok(())
+            }
+        }
+    }
+
+    /// A queued vote got the lock.
+    pub(super) async fn lock_granted(&mut self, guard: OwnedMutexGuard<()>) -> Result<(), String> {
+        let LockState::Waiting { msgid, .. } = std::mem::take(&mut self.lock) else {
+            return Ok(());
+        };
+        if let Some(exported) = &self.exported {
+            exported.waiting.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.run_vote(guard, msgid).await
+    }
+
+    /// Holding the lock: replays the log into a storage transaction and
+    /// replies to the vote.
+    async fn run_vote(&mut self, guard: OwnedMutexGuard<()>, msgid: Value) -> Result<(), String> {
+        let exported = self.exported().map_err(|_| "not registered".to_string())?;
+        let since = Instant::now();
+        let Some(txn) = self.txn.as_mut() else {
+            let err =
+                CallError::transaction(vec![Value::Str("transaction aborted while voting".into())]);
+            return self.reply(&msgid, Err(err)).await;
+        };
+        exported.set_lock_time(Some(now()));
+        let begin = txn.begin.clone();
+        let ops = std::mem::take(&mut txn.ops);
+        let storage = exported.storage.clone();
+        let (ops, outcome) = tokio::task::spawn_blocking(move || {
+            let outcome = replay(&storage, begin, &ops);
+            (ops, outcome)
+        })
+        .await
+        .map_err(|e| format!("vote failed: {e}"))?;
+        if let Some(txn) = self.txn.as_mut() {
+            txn.ops = ops;
+        }
+        match outcome {
+            VoteOutcome::Voted { txn, changed } => {
+                self.lock = LockState::Held { guard, since, txn };
+                self.reply(
+                    &msgid,
+                    Ok(Value::List(changed.into_iter().map(Value::oid).collect())),
+                )
+                .await
+            }
+            VoteOutcome::Conflicts(conflicts) => {
+                drop(guard);
+                exported.set_lock_time(None);
+                for _ in &conflicts {
+                    Stats::bump(&exported.stats.conflicts);
+                }
+                self.reply(&msgid, Ok(Value::List(conflicts))).await
+            }
+            VoteOutcome::Failed { error, data } => {
+                drop(guard);
+                exported.set_lock_time(None);
+                if matches!(
+                    error,
+                    storage::Error::Conflict { .. } | storage::Error::ReadConflict { .. }
+                ) {
+                    Stats::bump(&exported.stats.conflicts);
+                }
+                tracing::debug!(conn = self.id, %error, "vote failed");
+                self.forget_transaction();
+                self.reply(&msgid, Err(CallError::from_storage(error, data.as_deref())))
+                    .await
+            }
+        }
+    }
+
+    /// `tpc_finish(txn)`.
+    pub(super) async fn tpc_finish(
+        &mut self,
+        a: &Args<'_>,
+        msgid: &Value,
+    ) -> Result<(), CallError> {
+        a.arity(1, 1)?;
+        let id = a.txn(0)?;
+        if self.txn.as_ref().map(|t| t.id) != Some(id) {
+            return self
+                .reply(msgid, Ok(Value::None))
+                .await
+                .map_err(CallError::Close);
+        }
+        let LockState::Held { guard, txn, .. } = std::mem::take(&mut self.lock) else {
+            return Err(CallError::transaction(vec![Value::Str(
+                "tpc_finish without a successful vote".into(),
+            )]));
+        };
+        let exported = self.exported()?;
+        let info_slot = self.reserve().await.map_err(CallError::Close)?;
+        let reply_slot = self.reserve().await.map_err(CallError::Close)?;
+        let storage = exported.storage.clone();
+        let visible = exported.visibility.write().await;
+        let finished = tokio::task::spawn_blocking(move || storage.tpc_finish(*txn)).await;
+        let result = match finished {
+            Ok(Ok((tid, oids))) => {
+                exported.broadcast_invalidation(self.id, tid, &oids);
+                drop(visible);
+                Stats::bump(&exported.stats.commits);
+                tracing::debug!(conn = self.id, storage = %exported.name, %tid, objects = oids.len(), "committed");
+                let info = info_dict(&exported.storage);
+                info_slot.send(
+                    self.encode_call("info", vec![info])
+                        .map_err(CallError::Close)?,
+                );
+                Ok(Value::tid(tid))
+            }
+            Ok(Err(err)) => {
+                drop(visible);
+                tracing::error!(conn = self.id, storage = %exported.name, %err, "tpc_finish failed");
+                Err(CallError::from(err))
+            }
+            Err(err) => {
+                drop(visible);
+                tracing::error!(conn = self.id, storage = %exported.name, %err, "tpc_finish panicked");
+                Err(CallError::message(
+                    "ZODB.POSException.StorageSystemError",
+                    "tpc_finish failed",
+                ))
+            }
+        };
+        reply_slot.send(self.encode_reply(msgid, result).map_err(CallError::Close)?);
+        self.forget_transaction();
+        drop(guard);
+        exported.set_lock_time(None);
+        Ok(())
+    }
+
+    /// `tpc_abort(txn)`: always `None`.
+    pub(super) async fn tpc_abort(&mut self, a: &Args<'_>) -> Result<Value, CallError> {
+        a.arity(1, 1)?;
+        let id = a.txn(0)?;
+        if self.txn.as_ref().map(|t| t.id) == Some(id) {
+            self.abort_transaction().await;
+            if let Some(exported) = &self.exported {
+                Stats::bump(&exported.stats.aborts);
+            }
+        }
+        Ok(Value::None)
+    }
+
+    /// Aborts whatever the connection has in progress: the storage
+    /// transaction (if voted), its place in the lock queue, the log.
+    pub(super) async fn abort_transaction(&mut self) {
+        match std::mem::take(&mut self.lock) {
+            LockState::Held { guard, txn, .. } => {
+                if let Some(exported) = &self.exported {
+                    let storage = exported.storage.clone();
+                    if tokio::task::spawn_blocking(move || storage.tpc_abort(*txn))
+                        .await
+                        .is_err()
+                    {
+                        tracing::error!(conn = self.id, "storage tpc_abort panicked");
+                    }
+                    exported.set_lock_time(None);
+                }
+                drop(guard);
+            }
+            LockState::Waiting { msgid, .. } => {
+                if let Some(exported) = &self.exported {
+                    exported.waiting.fetch_sub(1, Ordering::Relaxed);
+                }
+                let err = CallError::transaction(vec![Value::Str(
+                    "transaction aborted while voting".into(),
+                )]);
+                if let Ok(bytes) = self.encode_reply(&msgid, Err(err)) {
+                    let _ = self.out.try_push(bytes);
+                }
+            }
+            LockState::Free => {}
+        }
+        self.forget_transaction();
+        self.upload = None;
+    }
+
+    /// Drops the transaction log and any blob files it still owns.
+    fn forget_transaction(&mut self) {
+        if let Some(txn) = self.txn.take() {
+            for file in txn.blob_files() {
+                let _ = std::fs::remove_file(file);
+            }
+            if let Some(exported) = &self.exported {
+                exported.active_txns.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// `{'length': …, 'size': …}` for `info` callbacks.
+pub fn info_dict(storage: &FileStorage) -> Value {
+    Value::Dict(vec![
+        (
+            Value::Str("length".into()),
+            Value::Int(storage.len() as i128),
+        ),
+        (
+            Value::Str("size".into()),
+            Value::Int(storage.size() as i128),
+        ),
+    ])
+}
+
+/// Begins the storage transaction and applies the log (blocking).
+fn replay(storage: &FileStorage, begin: BeginOptions, ops: &[TxnOp]) -> VoteOutcome {
+    let mut txn = match storage.tpc_begin(begin) {
+        Ok(txn) => txn,
+        Err(error) => return VoteOutcome::Failed { error, data: None },
+    };
+    let mut changed = Vec::new();
+    // Conflicts to hand back, by oid; a later store of the same oid in this
+    // log (the client's resolution) replaces the conflicting one.
+    let mut conflicts: Vec<(Oid, Value)> = Vec::new();
+    for op in ops {
+        let result = match op {
+            TxnOp::Store { oid, serial, data } => {
+                match storage.store(&mut txn, *oid, *serial, data) {
+                    Ok(()) => {
+                        conflicts.retain(|(o, _)| o != oid);
+                        Ok(())
+                    }
+                    Err(storage::Error::Conflict {
+                        oid,
+                        committed,
+                        serial,
+                    }) => {
+                        conflicts.retain(|(o, _)| *o != oid);
+                        conflicts.push((oid, conflict_dict(oid, committed, serial, data)));
+                        Ok(())
+                    }
+                    Err(error) => Err((error, Some(data))),
+                }
+            }
+            TxnOp::StoreBlob {
+                oid,
+                serial,
+                data,
+                file,
+            } => storage
+                .store_blob(&mut txn, *oid, *serial, data, file)
+                .map_err(|e| (e, Some(data))),
+            TxnOp::CheckCurrent { oid, serial } => storage
+                .check_current_serial(&mut txn, *oid, *serial)
+                .map_err(|e| (e, None)),
+            TxnOp::Delete { oid, serial } => storage
+                .delete_object(&mut txn, *oid, *serial)
+                .map_err(|e| (e, None)),
+            TxnOp::Restore {
+                oid,
+                serial,
+                data,
+                prev_txn,
+            } => storage
+                .restore(&mut txn, *oid, *serial, data.as_deref(), *prev_txn)
+                .map_err(|e| (e, None)),
+            TxnOp::Undo { id } => storage
+                .undo(&mut txn, id)
+                .map(|oids| changed.extend(oids))
+                .map_err(|e| (e, None)),
+        };
+        if let Err((error, data)) = result {
+            storage.tpc_abort(txn);
+            return VoteOutcome::Failed {
+                error,
+                data: data.cloned(),
+            };
+        }
+    }
+    if !conflicts.is_empty() {
+        storage.tpc_abort(txn);
+        return VoteOutcome::Conflicts(conflicts.into_iter().map(|(_, c)| c).collect());
+    }
+    match storage.tpc_vote(&mut txn) {
+        Ok(resolved) => {
+            changed.extend(resolved);
+            VoteOutcome::Voted {
+                txn: Box::new(txn),
+                changed,
+            }
+        }
+        Err(error) => {
+            storage.tpc_abort(txn);
+            VoteOutcome::Failed { error, data: None }
+        }
+    }
+}
+
+fn conflict_dict(oid: Oid, committed: Tid, serial: Tid, data: &[u8]) -> Value {
+    Value::Dict(vec![
+        (Value::Str("oid".into()), Value::oid(oid)),
+        (
+            Value::Str("serials".into()),
+            Value::Tuple(vec![Value::tid(committed), Value::tid(serial)]),
+        ),
+        (Value::Str("data".into()), Value::Bytes(data.to_vec())),
+    ])
+}

@@ -1,0 +1,154 @@
+//! Per-storage statistics and their two renderings: the `server_status()`
+//! dict and the `ruok` JSON (spec §5.4). Monitoring tools read the key set,
+//! so it is Python's exactly.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::ids::Tid;
+use crate::protocol::Value;
+
+use super::exported::Exported;
+
+#[derive(Default)]
+pub struct Stats {
+    pub loads: AtomicU64,
+    pub stores: AtomicU64,
+    pub commits: AtomicU64,
+    pub aborts: AtomicU64,
+    pub conflicts: AtomicU64,
+    pub conflicts_resolved: AtomicU64,
+}
+
+impl Stats {
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One storage's status, in Python's key order.
+pub struct Status {
+    pub entries: Vec<(&'static str, StatusValue)>,
+}
+
+pub enum StatusValue {
+    Int(u64),
+    Float(Option<f64>),
+    Text(String),
+    Bool(bool),
+}
+
+/// `start` is `time.ctime()` of the server start; `timeout` whether a
+/// transaction timeout is configured (Python reports `'stub'` otherwise).
+pub fn status(exported: &Exported, start: &str, timeout: bool) -> Status {
+    let s = &exported.stats;
+    let get = |c: &AtomicU64| StatusValue::Int(c.load(Ordering::Relaxed));
+    Status {
+        entries: vec![
+            (
+                "connections",
+                StatusValue::Int(exported.peers.lock().len() as u64),
+            ),
+            ("loads", get(&s.loads)),
+            ("stores", get(&s.stores)),
+            ("commits", get(&s.commits)),
+            ("aborts", get(&s.aborts)),
+            (
+                "active_txns",
+                StatusValue::Int(exported.active_txns.load(Ordering::Relaxed) as u64),
+            ),
+            ("lock_time", StatusValue::Float(exported.lock_time())),
+            ("conflicts", get(&s.conflicts)),
+            ("conflicts_resolved", get(&s.conflicts_resolved)),
+            ("start", StatusValue::Text(start.to_string())),
+            (
+                "waiting",
+                StatusValue::Int(exported.waiting.load(Ordering::Relaxed) as u64),
+            ),
+            (
+                "timeout-thread-is-alive",
+                if timeout {
+                    StatusValue::Bool(true)
+                } else {
+                    StatusValue::Text("stub".into())
+                },
+            ),
+            (
+                "last-transaction",
+                StatusValue::Text(exported.storage.last_transaction().to_string()),
+            ),
+        ],
+    }
+}
+
+impl Status {
+    pub fn to_value(&self) -> Value {
+        Value::Dict(
+            self.entries
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        StatusValue::Int(n) => Value::Int(*n as i128),
+                        StatusValue::Float(Some(f)) => Value::Float(*f),
+                        StatusValue::Float(None) => Value::None,
+                        StatusValue::Text(t) => Value::Str(t.clone()),
+                        StatusValue::Bool(b) => Value::Bool(*b),
+                    };
+                    (Value::Str(k.to_string()), v)
+                })
+                .collect(),
+        )
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut map = serde_json::Map::new();
+        for (k, v) in &self.entries {
+            let v = match v {
+                StatusValue::Int(n) => serde_json::Value::from(*n),
+                StatusValue::Float(Some(f)) => serde_json::Value::from(*f),
+                StatusValue::Float(None) => serde_json::Value::Null,
+                StatusValue::Text(t) => serde_json::Value::from(t.clone()),
+                StatusValue::Bool(b) => serde_json::Value::from(*b),
+            };
+            map.insert(k.to_string(), v);
+        }
+        serde_json::Value::Object(map)
+    }
+}
+
+/// Python's `time.ctime()` of a unix time, in UTC: `Wed Nov 25 02:34:49 2026`.
+pub fn ctime(unix: f64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    // TimeStamp text is "YYYY-MM-DD HH:MM:SS.ffffff".
+    let text = Tid::from_unix(unix.floor()).timestamp_string();
+    let field = |range: std::ops::Range<usize>| {
+        text.get(range)
+            .and_then(|s| s.parse::<usize>().ok())
+            .unwrap_or(0)
+    };
+    let weekday = DAYS[((unix / 86_400.0).floor() as i64).rem_euclid(7) as usize];
+    let month = MONTHS[field(5..7).clamp(1, 12) - 1];
+    format!(
+        "{weekday} {month} {:2} {}:{}:{} {}",
+        field(8..10),
+        text.get(11..13).unwrap_or("00"),
+        text.get(14..16).unwrap_or("00"),
+        text.get(17..19).unwrap_or("00"),
+        field(0..4)
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ctime_matches_python() {
+        // time.ctime(1795574089) in UTC.
+        assert_eq!(ctime(1_795_574_089.0), "Wed Nov 25 02:34:49 2026");
+        assert_eq!(ctime(0.0), "Thu Jan  1 00:00:00 1970");
+    }
+}

@@ -1,0 +1,274 @@
+"""Start ZEO servers as external processes for ZEO's and ZODB's own tests.
+
+ZEO's test-suite starts its servers through ``start_zeo_server`` (in
+``ZEO._forker``, re-exported by ``ZEO.tests.forker`` and imported by name into
+``ZEO.tests.testConfig``).  ``start_external`` has the same signature and
+writes the same configuration text into the current working directory, but
+runs the server as a separate program (spec §13.2):
+
+* ``zeod serve -C <file>`` (the binary is ``$ZEOD_BIN``, default
+  ``target/release/zeod``), or
+* ``python -m ZEO.runzeo -C <file>`` when ``ZEOD_SERVER=runzeo``: Python's own
+  server launched the same way, the baseline that tells harness failures from
+  server failures.
+
+``install()`` puts it in place of the Python runner.  ``dialect`` selects the
+wire encoding announced by every server started: ``"pickle"`` (Z5) or
+``"msgpack"`` (M5, ``msgpack true`` in ``<zeo>``).
+"""
+import copy
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+SERVER = os.environ.get("ZEOD_SERVER", "zeod")
+ZEOD_BIN = os.environ.get(
+    "ZEOD_BIN", os.path.join(ROOT, "target", "release", "zeod"))
+# Server output (stdout+stderr) of every server started goes here, one file
+# per start, so a failing test can show what the server said.
+LOG_DIR = os.environ.get(
+    "ZEOD_PY_LOGDIR", os.path.join(ROOT, "tests", ".work", "python-logs"))
+START_TIMEOUT = float(os.environ.get("ZEOD_START_TIMEOUT", "30"))
+STOP_TIMEOUT = 15
+
+dialect = "pickle"
+# Set by the test runner wrapper: names the server log files.
+current_test = "adhoc"
+# Every server log written for the current test, newest last.
+current_logs = []
+_running = []
+
+
+def _free_port():
+    # Two consecutive free ports, like ZEO.tests.forker.get_port: some tests
+    # use port+1 for a second server.
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port < 65535 and not _can_connect(("127.0.0.1", port + 1)):
+            return port
+    raise RuntimeError("no free port")
+
+
+def _can_connect(addr):
+    family = socket.AF_UNIX if isinstance(addr, str) else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.settimeout(1)
+        try:
+            s.connect(addr)
+        except OSError:
+            return False
+        return True
+
+
+def _greeting(addr):
+    """The protocol id the server sends first (spec §2)."""
+    family = socket.AF_UNIX if isinstance(addr, str) else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(addr)
+        data = b""
+        while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
+            chunk = s.recv(64)
+            if not chunk:
+                break
+            data += chunk
+        return data[4:]
+
+
+def _with_msgpack(conf):
+    """Adds ``msgpack true`` to the ``<zeo>`` section unless it says."""
+    if re.search(r"^\s*msgpack\s", conf, re.M | re.I):
+        return conf
+    return re.sub(r"<zeo>\n", "<zeo>\nmsgpack true\n", conf, count=1)
+
+
+def server_command(conf_path, zeod_args=()):
+    if SERVER == "runzeo":
+        return [sys.executable, "-m", "ZEO.runzeo", "-C", conf_path]
+    if SERVER == "zeod":
+        return [ZEOD_BIN, "serve", "-C", conf_path, *zeod_args]
+    raise ValueError(f"ZEOD_SERVER must be zeod or runzeo, not {SERVER!r}")
+
+
+def storage_files(conf_text, cwd):
+    """Files and directories a stopped server leaves for ``keep=False``."""
+    paths = []
+    for key, value in re.findall(
+            r"^\s*(path|blob-dir)\s+(\S+)\s*$", conf_text, re.M | re.I):
+        value = os.path.join(cwd, value)
+        if key.lower() == "path":
+            paths += [value + ext for ext in
+                      ("", ".index", ".lock", ".tmp", ".old", ".pack")]
+        else:
+            paths.append(value)
+    return paths
+
+
+def start_external(storage_conf=None, zeo_conf=None, port=None, keep=False,
+                   path="Data.fs", protocol=None, blob_dir=None, log=None,
+                   start_timeout=None, zeod_args=(), **ignored):
+    """Same contract as ``ZEO._forker.start_zeo_server``: ``(addr, stop)``.
+
+    ``zeod_args`` are extra command-line arguments for zeod only (runzeo has
+    no equivalent options).  ``protocol`` (forcing an old protocol version,
+    only ZEO's ``protocols.test``) and ``threaded`` are ignored."""
+    from ZEO._forker import ZEOConfig
+
+    if not storage_conf:
+        storage_conf = "<filestorage>\npath %s\n</filestorage>" % path
+    if blob_dir:
+        storage_conf = (f"<blobstorage>\nblob-dir {blob_dir}\n"
+                        f"{storage_conf}\n</blobstorage>")
+
+    if zeo_conf is None or isinstance(zeo_conf, dict):
+        if port is None:
+            port = 0
+        addr = ("127.0.0.1", port) if isinstance(port, int) else port
+        z = ZEOConfig(addr, log=log)
+        if zeo_conf:
+            z.__dict__.update(zeo_conf)
+        zeo_conf = z
+    if isinstance(zeo_conf, ZEOConfig):
+        # A copy: tests reuse their config objects for restarts.
+        zeo_conf = copy.copy(zeo_conf)
+        if zeo_conf.address.endswith(":0"):
+            zeo_conf.address = "127.0.0.1:%d" % _free_port()
+        address = zeo_conf.address
+        zeo_text = str(zeo_conf)
+    else:
+        zeo_text = str(zeo_conf)
+        address = re.search(r"^\s*address\s+(\S+)", zeo_text, re.M).group(1)
+        if address.endswith(":0"):
+            new = "127.0.0.1:%d" % _free_port()
+            zeo_text = zeo_text.replace("address " + address,
+                                        "address " + new, 1)
+            address = new
+    if dialect == "msgpack":
+        zeo_text = _with_msgpack(zeo_text)
+
+    if "/" in address:
+        addr = address
+    else:
+        host, _, p = address.rpartition(":")
+        addr = (host or "127.0.0.1", int(p))
+
+    text = zeo_text + "\n\n" + storage_conf
+    cwd = os.getcwd()
+    fd, conf_path = tempfile.mkstemp(".conf", prefix="ZEO_forker", dir=cwd)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+    os.makedirs(LOG_DIR, exist_ok=True)
+    port_label = addr[1] if isinstance(addr, tuple) else "unix"
+    log_path = os.path.join(
+        LOG_DIR, "%s.%s.%s.log" % (
+            re.sub(r"[^\w.-]", "_", current_test), port_label,
+            len(current_logs)))
+    eventlog = re.search(r"<logfile>\s*path\s+(\S+)", zeo_text)
+    if SERVER == "zeod" and eventlog:
+        # zeod logs to stderr and ignores <eventlog>; make its stderr the
+        # log file the config names, which some ZEO tests read.
+        log_path = os.path.join(cwd, eventlog.group(1))
+    log_file = open(log_path, "ab")
+    log_file.write(("# %s\n# cwd %s\n%s\n# ---\n" % (
+        " ".join(server_command(conf_path, zeod_args)), cwd, text)).encode())
+    log_file.flush()
+    current_logs.append(log_path)
+    proc = subprocess.Popen(
+        server_command(conf_path, zeod_args), cwd=cwd, stdin=subprocess.DEVNULL,
+        stdout=log_file, stderr=subprocess.STDOUT)
+    log_file.close()
+
+    deadline = time.monotonic() + (start_timeout or START_TIMEOUT)
+    while not _can_connect(addr):
+        if proc.poll() is not None:
+            _forget_conf(conf_path)
+            raise RuntimeError(
+                "server exited with %s before accepting connections:\n%s"
+                % (proc.returncode, tail(log_path)))
+        if time.monotonic() > deadline:
+            _terminate(proc)
+            _forget_conf(conf_path)
+            raise RuntimeError("server did not accept connections at %r "
+                               "within %ss:\n%s" % (
+                                   addr, start_timeout or START_TIMEOUT,
+                                   tail(log_path)))
+        time.sleep(0.05)
+    _running.append(proc)
+    greeting = _greeting(addr)
+    want = b"M5" if dialect == "msgpack" else b"Z5"
+    if greeting != want:
+        stop_all()
+        raise RuntimeError("server greets with %r, expected %r for %s"
+                           % (greeting, want, dialect))
+
+    def stop(stop_timeout=STOP_TIMEOUT):
+        if proc in _running:
+            _running.remove(proc)
+        _terminate(proc, stop_timeout)
+        _forget_conf(conf_path)
+        if not keep:
+            for p in storage_files(text, cwd):
+                if os.path.isdir(p):
+                    shutil.rmtree(p, ignore_errors=True)
+                elif os.path.exists(p):
+                    os.remove(p)
+
+    stop.process = proc
+    stop.log_path = log_path
+    return addr, stop
+
+
+def _forget_conf(conf_path):
+    if os.path.exists(conf_path):
+        os.remove(conf_path)
+
+
+def _terminate(proc, timeout=STOP_TIMEOUT):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            print("WARNING server pid %d ignored SIGTERM for %ss, killing"
+                  % (proc.pid, timeout), file=sys.stderr)
+            proc.kill()
+            proc.wait(timeout)
+
+
+def stop_all():
+    """Kills servers a test forgot to stop (it failed before tearDown)."""
+    for proc in list(_running):
+        _running.remove(proc)
+        _terminate(proc)
+
+
+def tail(path, limit=6000):
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return "(no server log)"
+    return data[-limit:].decode("utf-8", "replace")
+
+
+def install():
+    """Replaces ZEO's server runner everywhere the tests look it up."""
+    import ZEO._forker
+    import ZEO.tests.forker
+    import ZEO.tests.testConfig
+
+    ZEO._forker.start_zeo_server = start_external
+    ZEO.tests.forker.start_zeo_server = start_external
+    ZEO.tests.testConfig.start_zeo_server = start_external
