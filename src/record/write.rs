@@ -9,6 +9,8 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use crate::protocol::pickle::op;
+
 use super::{Ctor, Global, Post, RecordError, Value, MAX_DEPTH};
 
 type Result<T> = std::result::Result<T, RecordError>;
@@ -45,9 +47,9 @@ impl Writer {
 
     /// Appends one complete pickle (`PROTO 3` … `STOP`) of `v`.
     pub fn dump(&mut self, v: &Value) -> Result<()> {
-        self.out.extend_from_slice(&[0x80, 3]);
+        self.out.extend_from_slice(&[op::PROTO, 3]);
         self.save(v, 0)?;
-        self.out.push(b'.');
+        self.out.push(op::STOP);
         Ok(())
     }
 
@@ -61,12 +63,12 @@ impl Writer {
         }
         let depth = depth + 1;
         match v {
-            Value::None => self.out.push(b'N'),
-            Value::Bool(true) => self.out.push(0x88),
-            Value::Bool(false) => self.out.push(0x89),
+            Value::None => self.out.push(op::NONE),
+            Value::Bool(true) => self.out.push(op::NEWTRUE),
+            Value::Bool(false) => self.out.push(op::NEWFALSE),
             Value::Int(i) => self.save_int(*i),
             Value::Float(f) => {
-                self.out.push(b'G');
+                self.out.push(op::BINFLOAT);
                 self.out.extend_from_slice(&f.to_be_bytes());
             }
             Value::Bytes(b) => {
@@ -75,10 +77,10 @@ impl Writer {
                     return Ok(());
                 }
                 if b.len() < 256 {
-                    self.out.push(b'C');
+                    self.out.push(op::SHORT_BINBYTES);
                     self.out.push(b.len() as u8);
                 } else {
-                    self.out.push(b'B');
+                    self.out.push(op::BINBYTES);
                     self.out.extend_from_slice(&len4(b.len())?);
                 }
                 self.out.extend_from_slice(b);
@@ -89,7 +91,7 @@ impl Writer {
                 if self.get(&key) {
                     return Ok(());
                 }
-                self.out.push(b'X');
+                self.out.push(op::BINUNICODE);
                 self.out.extend_from_slice(&len4(s.len())?);
                 self.out.extend_from_slice(s.as_bytes());
                 self.put(key);
@@ -100,7 +102,7 @@ impl Writer {
                 if self.get(&key) {
                     return Ok(());
                 }
-                self.out.push(b']');
+                self.out.push(op::EMPTY_LIST);
                 self.put(key);
                 let items = l.borrow().clone();
                 self.save_appends(&items, depth)?;
@@ -110,7 +112,7 @@ impl Writer {
                 if self.get(&key) {
                     return Ok(());
                 }
-                self.out.push(b'}');
+                self.out.push(op::EMPTY_DICT);
                 self.put(key);
                 let items = d.borrow().clone();
                 self.save_setitems(&items, depth)?;
@@ -118,7 +120,7 @@ impl Writer {
             Value::Global(g) => self.save_global(g),
             Value::Ref(r) => {
                 self.save(&r.pid, depth)?;
-                self.out.push(b'Q');
+                self.out.push(op::BINPERSID);
             }
             Value::Object(o) => {
                 let key = MemoKey::Ptr(Rc::as_ptr(o) as usize);
@@ -130,28 +132,28 @@ impl Writer {
                     Ctor::Reduce { callable, args } => {
                         self.save(callable, depth)?;
                         self.save(args, depth)?;
-                        self.out.push(b'R');
+                        self.out.push(op::REDUCE);
                     }
                     Ctor::NewObj { cls, args } => {
                         self.save(cls, depth)?;
                         self.save(args, depth)?;
-                        self.out.push(0x81);
+                        self.out.push(op::NEWOBJ);
                     }
                     Ctor::Inst { global, args } => {
-                        self.out.push(b'(');
+                        self.out.push(op::MARK);
                         for a in args {
                             self.save(a, depth)?;
                         }
-                        self.out.push(b'i');
+                        self.out.push(op::INST);
                         self.global_text(global);
                     }
                     Ctor::Obj { cls, args } => {
-                        self.out.push(b'(');
+                        self.out.push(op::MARK);
                         self.save(cls, depth)?;
                         for a in args {
                             self.save(a, depth)?;
                         }
-                        self.out.push(b'o');
+                        self.out.push(op::OBJ);
                     }
                 }
                 self.put(key);
@@ -159,7 +161,7 @@ impl Writer {
                     match p {
                         Post::Build(state) => {
                             self.save(state, depth)?;
-                            self.out.push(b'b');
+                            self.out.push(op::BUILD);
                         }
                         Post::Append(items) => self.save_appends(items, depth)?,
                         Post::SetItems(items) => self.save_setitems(items, depth)?,
@@ -173,16 +175,16 @@ impl Writer {
     fn save_int(&mut self, i: i128) {
         match i {
             0..=0xff => {
-                self.out.push(b'K');
+                self.out.push(op::BININT1);
                 self.out.push(i as u8);
             }
             0x100..=0xffff => {
-                self.out.push(b'M');
+                self.out.push(op::BININT2);
                 self.out.extend_from_slice(&(i as u16).to_le_bytes());
             }
             _ => match i32::try_from(i) {
                 Ok(i) => {
-                    self.out.push(b'J');
+                    self.out.push(op::BININT);
                     self.out.extend_from_slice(&i.to_le_bytes());
                 }
                 Err(_) => {
@@ -198,7 +200,7 @@ impl Writer {
                             break;
                         }
                     }
-                    self.out.push(0x8a);
+                    self.out.push(op::LONG1);
                     self.out.push(n as u8);
                     self.out.extend_from_slice(&bytes[..n]);
                 }
@@ -208,7 +210,7 @@ impl Writer {
 
     fn save_tuple(&mut self, t: &Rc<[Value]>, depth: usize) -> Result<()> {
         if t.is_empty() {
-            self.out.push(b')');
+            self.out.push(op::EMPTY_TUPLE);
             return Ok(());
         }
         let key = MemoKey::Ptr(t.as_ptr() as usize);
@@ -217,7 +219,7 @@ impl Writer {
         }
         let small = t.len() <= 3;
         if !small {
-            self.out.push(b'(');
+            self.out.push(op::MARK);
         }
         for item in t.iter() {
             self.save(item, depth)?;
@@ -226,17 +228,17 @@ impl Writer {
         // meanwhile: drop what was built and fetch it (CPython's rule).
         if let Some(&idx) = self.memo.get(&key) {
             if small {
-                self.out.extend(std::iter::repeat_n(b'0', t.len()));
+                self.out.extend(std::iter::repeat_n(op::POP, t.len()));
             } else {
-                self.out.push(b'1');
+                self.out.push(op::POP_MARK);
             }
             self.emit_get(idx);
             return Ok(());
         }
         if small {
-            self.out.push(0x85 + (t.len() as u8 - 1));
+            self.out.push(op::TUPLE1 + (t.len() as u8 - 1));
         } else {
-            self.out.push(b't');
+            self.out.push(op::TUPLE);
         }
         self.put(key);
         Ok(())
@@ -245,15 +247,15 @@ impl Writer {
     fn save_appends(&mut self, items: &[Value], depth: usize) -> Result<()> {
         if let [one] = items {
             self.save(one, depth)?;
-            self.out.push(b'a');
+            self.out.push(op::APPEND);
             return Ok(());
         }
         for chunk in items.chunks(BATCH) {
-            self.out.push(b'(');
+            self.out.push(op::MARK);
             for v in chunk {
                 self.save(v, depth)?;
             }
-            self.out.push(b'e');
+            self.out.push(op::APPENDS);
         }
         Ok(())
     }
@@ -262,16 +264,16 @@ impl Writer {
         if let [(k, v)] = items {
             self.save(k, depth)?;
             self.save(v, depth)?;
-            self.out.push(b's');
+            self.out.push(op::SETITEM);
             return Ok(());
         }
         for chunk in items.chunks(BATCH) {
-            self.out.push(b'(');
+            self.out.push(op::MARK);
             for (k, v) in chunk {
                 self.save(k, depth)?;
                 self.save(v, depth)?;
             }
-            self.out.push(b'u');
+            self.out.push(op::SETITEMS);
         }
         Ok(())
     }
@@ -281,7 +283,7 @@ impl Writer {
         if self.get(&key) {
             return;
         }
-        self.out.push(b'c');
+        self.out.push(op::GLOBAL);
         self.global_text(g);
         self.put(key);
     }
@@ -306,10 +308,10 @@ impl Writer {
 
     fn emit_get(&mut self, idx: u32) {
         if idx < 256 {
-            self.out.push(b'h');
+            self.out.push(op::BINGET);
             self.out.push(idx as u8);
         } else {
-            self.out.push(b'j');
+            self.out.push(op::LONG_BINGET);
             self.out.extend_from_slice(&idx.to_le_bytes());
         }
     }
@@ -318,10 +320,10 @@ impl Writer {
         let idx = self.memo.len() as u32;
         self.memo.insert(key, idx);
         if idx < 256 {
-            self.out.push(b'q');
+            self.out.push(op::BINPUT);
             self.out.push(idx as u8);
         } else {
-            self.out.push(b'r');
+            self.out.push(op::LONG_BINPUT);
             self.out.extend_from_slice(&idx.to_le_bytes());
         }
     }
