@@ -32,7 +32,9 @@ pub mod index_file;
 mod iter;
 mod lockfile;
 mod open;
+mod pack;
 mod read;
+pub mod refs;
 pub mod scan;
 mod undo;
 
@@ -220,7 +222,6 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// `published.end` and publishes new positions after the fsync.
 pub struct FileStorage {
     path: PathBuf,
-    file: File,
     read_only: bool,
     options: OpenOptions,
     published: RwLock<Published>,
@@ -232,11 +233,17 @@ pub struct FileStorage {
     busy: Arc<AtomicBool>,
     lock: Mutex<Option<LockFile>>,
     closed: AtomicBool,
+    /// A pack is running (one at a time).
+    packing: AtomicBool,
+    /// The pack holds `busy` for its final copy and rename; commits wait.
+    pack_holds_busy: AtomicBool,
     blobs: Option<BlobDir>,
 }
 
-/// What readers may see: only finished, durable transactions.
+/// What readers may see: only finished, durable transactions. The file
+/// handle lives here too because a pack replaces file and index together.
 struct Published {
+    file: Arc<File>,
     index: Index,
     /// End of the last finished transaction (`getSize`).
     end: u64,
@@ -460,21 +467,25 @@ impl FileStorage {
 
     /// Pack to `pack_time` (a tid), with GC unless `gc` is false.
     pub fn pack(&self, pack_time: Tid, gc: bool) -> Result<()> {
-        let _ = (pack_time, gc);
-        Err(Error::BadArgument("pack is not implemented yet".into()))
+        pack::pack(self, pack_time, gc)
     }
 
-    fn reader(&self) -> Reader<'_> {
-        Reader::new(&self.file, &self.path)
+    fn reader<'a>(&'a self, file: &'a File) -> Reader<'a> {
+        Reader::new(file, &self.path)
     }
 
-    /// Position of the current record of `oid`, or `PosKey`.
-    fn lookup(&self, oid: Oid) -> Result<u64> {
-        self.published
-            .read()
-            .index
-            .get(oid)
-            .ok_or(Error::PosKey(oid))
+    /// The published end and the file it belongs to, taken together.
+    fn snapshot(&self) -> (Arc<File>, u64) {
+        let p = self.published.read();
+        (Arc::clone(&p.file), p.end)
+    }
+
+    /// Position of the current record of `oid` and the file it is in, or
+    /// `PosKey`.
+    fn locate(&self, oid: Oid) -> Result<(u64, Arc<File>)> {
+        let p = self.published.read();
+        let pos = p.index.get(oid).ok_or(Error::PosKey(oid))?;
+        Ok((pos, Arc::clone(&p.file)))
     }
 
     /// Saves the index as of the last finished transaction. Taken under
