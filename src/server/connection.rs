@@ -162,12 +162,14 @@ impl Connection {
                     return;
                 }
                 _ = sleep_until(lock_deadline) => {
-                    tracing::warn!(
+                    tracing::error!(
+                        critical = true,
                         conn = self.id,
                         peer = %self.address,
+                        label = self.label.as_deref().unwrap_or(""),
                         storage = %self.storage_name(),
-                        "transaction timeout: commit lock held longer than {:?}; closing the connection",
-                        self.shared.config.transaction_timeout.unwrap_or_default()
+                        "Transaction timeout after {} seconds: commit lock held too long; closing the connection",
+                        self.shared.config.transaction_timeout.unwrap_or_default().as_secs_f64()
                     );
                     return;
                 }
