@@ -278,7 +278,9 @@ fn init_logging(config: &ServerConfig) -> anyhow::Result<()> {
     let file = eventlog::EventLog::open(path, level)
         .with_context(|| format!("opening log file {}", path.display()))?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let stderr = match config.log_format {
         crate::telemetry::LogFormat::Text => stderr.boxed(),
         crate::telemetry::LogFormat::Json => stderr.json().boxed(),
