@@ -147,8 +147,9 @@ pub struct Rotate {
     /// Rotated copies kept: `path.1` … `path.<keep>`.
     #[serde(default = "default_keep", deserialize_with = "values::number")]
     pub keep: u32,
-    /// Tells the child to reopen its logs (runzeo: SIGUSR2); `none` for a
-    /// child that notices by itself (Python's WatchedFileHandler).
+    /// Tells the child to reopen its logs (runzeo: SIGUSR2). The default,
+    /// `none`, suits Zope: its WatchedFileHandler notices by itself, and a
+    /// WSGI Zope has no SIGUSR2 handler, so that signal would kill it.
     #[serde(default = "default_reopen")]
     pub signal: Reopen,
 }
@@ -158,7 +159,7 @@ fn default_keep() -> u32 {
 }
 
 fn default_reopen() -> Reopen {
-    Reopen(Some(Signal::SIGUSR2))
+    Reopen(None)
 }
 
 /// The ZEO client (`<zeoclient>` in zope.conf).
@@ -215,6 +216,8 @@ pub struct Zope {
     pub event_log: Option<PathBuf>,
     /// Access log file; unset logs to stdout.
     pub access_log: Option<PathBuf>,
+    /// Chameleon's template cache; it must exist. Unset: no disk cache.
+    pub chameleon_cache: Option<PathBuf>,
 }
 
 /// Client affinity of the load balancer.
@@ -340,6 +343,7 @@ impl Default for Zope {
             client_home: PathBuf::from("/data"),
             event_log: None,
             access_log: None,
+            chameleon_cache: None,
         }
     }
 }
