@@ -363,3 +363,37 @@ fn a_missing_command_exits_127() {
         stderr(&out)
     );
 }
+
+#[test]
+fn user_drops_root_before_exec_of_the_child() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("not root: --user is not exercised");
+        return;
+    }
+    let s = Setup::new("x\n");
+    let out = s.init(
+        &[("ZEOD_INIT_REQUIRED", "")],
+        &[
+            "--user",
+            "1234:5678",
+            "--",
+            "sh",
+            "-c",
+            "id -u; id -g; id -G",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // No supplementary group of root's survives.
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1234\n5678\n5678\n");
+
+    let out = s.init(
+        &[("ZEOD_INIT_REQUIRED", "")],
+        &["--user", "plone", "--", "true"],
+    );
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        stderr(&out).contains("--user: expected a numeric uid:gid like 500:500, got 'plone'"),
+        "{}",
+        stderr(&out)
+    );
+}
