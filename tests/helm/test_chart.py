@@ -572,3 +572,26 @@ def test_lb_refuses_fewer_slots_than_renderers():
     with pytest.raises(subprocess.CalledProcessError):
         render(sets=["lb.enabled=true", "lb.maxRenderers=2", "renderer.replicas=3"])
     render(sets=["lb.enabled=true", "lb.maxRenderers=3", "renderer.replicas=3"])
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_notes_render(scenario, tmp_path):
+    """`helm template` skips NOTES.txt; render it as a template of a copy."""
+    import shutil
+
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    notes = (chart / "templates" / "NOTES.txt").read_text()
+    (chart / "templates" / "NOTES.txt").unlink()
+    (chart / "templates" / "notes.yaml").write_text(
+        '{{- define "notes.body" }}' + notes + "{{- end }}\n"
+        'notes: |\n{{ include "notes.body" . | indent 2 }}\n'
+    )
+    args = ["helm", "template", "zeo", str(chart), "--namespace", "site", "--show-only", "templates/notes.yaml"]
+    if scenario != "defaults":
+        args += ["-f", str(HERE / "values" / f"{scenario}.yaml")]
+    text = yaml.safe_load(subprocess.run(args, check=True, capture_output=True, text=True).stdout)["notes"]
+    assert "helm test zeo --namespace site" in text
+    m = render(scenario=scenario)
+    assert zeo_service(m)["metadata"]["name"] + ":8100" in text
+    assert ("does not serve metrics yet" in text) == (scenario == "everything")
