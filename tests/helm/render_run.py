@@ -13,7 +13,7 @@ zeod wrote its index and every renderer reconnected. If the chart's
 ZEO_ADDRESS, ports, probes, user, volumes or grace period were wrong, this
 would fail.
 
-    python3 render_run.py [--runzeo-stand-in] STORAGE_IMAGE RENDERER_IMAGE
+    python3 render_run.py [--runzeo-stand-in] [--values=FILE]... STORAGE_IMAGE RENDERER_IMAGE
 
 --runzeo-stand-in runs Python's runzeo (from the renderer image) in the
 storage pod's place, with its Service aliases, user, volumes and port,
@@ -49,7 +49,7 @@ def split_image(ref):
     return repo, tag
 
 
-def render(storage_image, renderer_image):
+def render(storage_image, renderer_image, values=()):
     s_repo, s_tag = split_image(storage_image)
     r_repo, r_tag = split_image(renderer_image)
     l_repo, l_tag = split_image(LB_IMAGE)
@@ -63,6 +63,7 @@ def render(storage_image, renderer_image):
         # Docker's embedded DNS plays the cluster DNS (it knows the aliases).
         "--set", "lb.resolver=127.0.0.11:53",
         "--namespace", NAMESPACE,
+        *[a for v in values for a in ("-f", v)],
     ).stdout
     return [d for d in yaml.safe_load_all(out) if d]
 
@@ -386,11 +387,13 @@ def main(argv):
     global STORAGE_IMAGE, RENDERER_IMAGE
     args = [a for a in argv[1:] if not a.startswith("--")]
     stand_in = "--runzeo-stand-in" in argv
+    values = [a.split("=", 1)[1] for a in argv[1:] if a.startswith("--values=")]
     if len(args) != 2:
         print(__doc__, file=sys.stderr)
         return 2
     STORAGE_IMAGE, RENDERER_IMAGE = args
-    docs = render(STORAGE_IMAGE, RENDERER_IMAGE)
+    docs = render(STORAGE_IMAGE, RENDERER_IMAGE, values)
+    print(f"render_run: values: {', '.join(values) or 'defaults'}")
     service = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d for d in find(docs, "Service")
                if d["spec"].get("clusterIP") != "None"}
     with tempfile.TemporaryDirectory() as tmp, Kubelet(docs, tmp) as k:
