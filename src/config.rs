@@ -197,6 +197,9 @@ pub struct StorageConfig {
     pub name: String,
     pub path: PathBuf,
     pub options: OpenOptions,
+    /// zeo.conf `create true`: start from an empty file, discarding an
+    /// existing one (ZODB's meaning). A missing file is always created.
+    pub truncate: bool,
 }
 
 /// The resolved configuration of `zeod serve`.
@@ -492,6 +495,8 @@ fn resolve(
                 value: value.to_string(),
             })
     };
+    // A read-only server still opens its storages as they are configured
+    // (as runzeo does); it only refuses writable connections.
     let server_read_only = layer.read_only.unwrap_or(false);
     let mut storages = Vec::new();
     for (name, s) in layer.storages {
@@ -502,9 +507,10 @@ fn resolve(
         storages.push(StorageConfig {
             name,
             path,
+            truncate: s.create.unwrap_or(false),
             options: OpenOptions {
-                read_only: s.read_only.unwrap_or(false) || server_read_only,
-                create: s.create.unwrap_or(defaults.create),
+                read_only: s.read_only.unwrap_or(false),
+                create: true,
                 blob_dir: s.blob_dir,
                 pack_gc: s.pack_gc.unwrap_or(defaults.pack_gc),
                 pack_keep_old: s.pack_keep_old.unwrap_or(defaults.pack_keep_old),
@@ -586,7 +592,11 @@ mod tests {
             c.storages[0].options.blob_dir.as_deref(),
             Some(Path::new("blobs"))
         );
-        assert!(c.storages[1].options.read_only);
+        assert!(c.read_only);
+        assert!(
+            !c.storages[1].options.read_only,
+            "storages open as configured"
+        );
         assert_eq!(c.transaction_timeout, Some(Duration::from_secs(30)));
     }
 
@@ -629,7 +639,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.address.to_string(), "0.0.0.0:7002");
-        assert!(c.storages[0].options.read_only);
+        assert!(c.read_only);
     }
 
     #[test]

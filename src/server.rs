@@ -268,6 +268,23 @@ async fn serve(config: ServerConfig) -> anyhow::Result<ExitCode> {
     let mut storages = Vec::new();
     for s in &config.storages {
         let (path, options) = (s.path.clone(), s.options.clone());
+        if s.truncate && !options.read_only && path.exists() {
+            tracing::warn!(storage = %s.name, path = %path.display(), "create true: starting from an empty storage");
+            for file in [
+                path.clone(),
+                PathBuf::from(format!("{}.index", path.display())),
+            ] {
+                std::fs::remove_file(&file)
+                    .or_else(|e| {
+                        if e.kind() == std::io::ErrorKind::NotFound {
+                            Ok(())
+                        } else {
+                            Err(e)
+                        }
+                    })
+                    .with_context(|| format!("removing {}", file.display()))?;
+            }
+        }
         tracing::info!(storage = %s.name, path = %path.display(), read_only = options.read_only, "opening storage");
         let storage = tokio::task::spawn_blocking(move || FileStorage::open(&path, options))
             .await?

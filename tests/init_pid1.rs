@@ -51,6 +51,10 @@ impl Init {
         }
         args.extend(["init", "--no-watch", "--templates"].map(String::from));
         args.push(dir.path().join("t").display().to_string());
+        if !as_pid1 {
+            // So a stop reaches the grandchildren too (no namespace to end).
+            args.push("--process-group".to_owned());
+        }
         args.push("--output-dir".to_owned());
         args.push(dir.path().join("out").display().to_string());
         args.extend(extra.iter().map(|s| s.to_string()));
@@ -94,11 +98,23 @@ impl Init {
 
 impl Drop for Init {
     fn drop(&mut self) {
-        if self.outer.try_wait().unwrap_or(None).is_none() {
-            let _ = kill(self.zeod, Signal::SIGKILL);
-            let _ = self.outer.kill();
+        if self.outer.try_wait().unwrap_or(None).is_some() {
+            return;
         }
-        let _ = self.outer.wait();
+        // TERM first: outside a namespace a SIGKILLed zeod would leave its
+        // children running (holding the test's output open). As PID 1 its
+        // end takes the whole namespace with it.
+        let _ = kill(self.zeod, Signal::SIGTERM);
+        let start = Instant::now();
+        while self.outer.try_wait().unwrap_or(None).is_none() {
+            if start.elapsed() > PATIENCE {
+                let _ = kill(self.zeod, Signal::SIGKILL);
+                let _ = self.outer.kill();
+                let _ = self.outer.wait();
+                return;
+            }
+            sleep(Duration::from_millis(20));
+        }
     }
 }
 

@@ -80,14 +80,35 @@ mod tests {
             Some(&Value::Tuple(vec![Value::tid(t2), Value::tid(t1)]))
         );
         assert_eq!(get(&conflicts[0], "data"), Some(&harness::b(&record(3))));
-        // The lock was released: another client can commit meanwhile.
-        let t3 = a.commit(3, &[(oid, t2, &record(4))]).await.unwrap();
-        // The client "resolves" against the new state and votes again.
-        b.store(5, oid, t3, &record(5)).await;
+        // B keeps the lock while it resolves: A's vote has to wait.
+        a.begin(3).await;
+        a.store(3, oid, t2, &record(4)).await;
+        let a_vote = a.start_call("vote", vec![Value::Int(3)]).await;
+        assert!(
+            a.quiet_for(Duration::from_millis(300)).await,
+            "vote overtook a resolving client"
+        );
+        // B "resolves" against t2 and votes again: no new conflict possible.
+        b.store(5, oid, t2, &record(5)).await;
         assert!(items(&b.call("vote", vec![Value::Int(5)]).await.unwrap()).is_empty());
         let t4 = b.finish(5).await.unwrap();
-        let (data, tid) = server.storage("1").load(oid).unwrap();
-        assert_eq!((data, tid), (record(5), t4));
+        assert_eq!(server.storage("1").load(oid).unwrap(), (record(5), t4));
+        // Now A hears of B's commit, then gets its own conflict back.
+        assert_eq!(a.callback().await.method, "invalidateTransaction");
+        let voted = a.reply_to(&a_vote).await.unwrap();
+        assert_eq!(
+            get(&items(&voted)[0], "serials"),
+            Some(&Value::Tuple(vec![Value::tid(t4), Value::tid(t2)]))
+        );
+        assert_eq!(
+            a.call("tpc_abort", vec![Value::Int(3)]).await.unwrap(),
+            Value::None
+        );
+        // The abort released the lock.
+        let other = b.new_oid().await;
+        b.commit(6, &[(other, Tid::ZERO, &record(6))])
+            .await
+            .unwrap();
         server.stop().await;
     }
 

@@ -94,6 +94,11 @@ where
                 None
             }
         },
+        Ok(Some(Err(crate::protocol::Error::Io(err)))) => {
+            // Port probes (`can_connect`) connect and reset.
+            tracing::debug!(conn = id, peer = %address, %err, "connection lost before the handshake");
+            None
+        }
         Ok(Some(Err(err))) => {
             tracing::warn!(conn = id, peer = %address, %err, "bad handshake frame");
             None
@@ -135,8 +140,11 @@ impl Connection {
         let shutdown = self.shared.shutdown.clone();
         let kill = self.kill.clone();
         loop {
-            let lock_deadline = match (&self.lock, self.shared.config.transaction_timeout) {
-                (LockState::Held { since, .. }, Some(timeout)) => Some(*since + timeout),
+            let lock_deadline = match (
+                self.lock.held_since(),
+                self.shared.config.transaction_timeout,
+            ) {
+                (Some(since), Some(timeout)) => Some(since + timeout),
                 _ => None,
             };
             tokio::select! {

@@ -239,9 +239,11 @@ impl<'a> Args<'a> {
         }
     }
 
+    /// Bytes; text is taken as its UTF-8 bytes (Python would pass it on).
     pub fn bytes(&self, i: usize) -> Result<&'a [u8], CallError> {
         match self.get(i) {
             Value::Bytes(b) => Ok(b),
+            Value::Str(s) => Ok(s.as_bytes()),
             _ => Err(self.bad(i, "bytes")),
         }
     }

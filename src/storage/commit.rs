@@ -402,8 +402,8 @@ pub(super) fn restore(
 }
 
 /// Python's `_data_find`: the position to point back to for `oid` in the
-/// transaction at `tpos` — its back pointer, or the record itself when it
-/// holds exactly `data`; 0 when there is nothing to share.
+/// transaction at `tpos`: its (last) record there when that is a back
+/// pointer or holds exactly `data`; 0 when there is nothing to share.
 fn data_find(s: &FileStorage, tpos: u64, oid: Oid, data: Option<&[u8]>) -> Result<u64> {
     let r = s.reader();
     let th = r.txn_header(tpos)?;
@@ -419,7 +419,8 @@ fn data_find(s: &FileStorage, tpos: u64, oid: Oid, data: Option<&[u8]>) -> Resul
     }
     let Some((pos, h)) = found else { return Ok(0) };
     if h.plen == 0 {
-        return r.back_of(pos);
+        // A back pointer (or deletion) itself: ZODB 6 chains to it.
+        return Ok(pos);
     }
     match data {
         Some(d) if d.len() as u64 == h.plen && r.read_vec(pos + DATA_HEADER_LEN, h.plen)? == d => {
