@@ -72,7 +72,11 @@ fn resolution_matches_python_btrees() {
         let field = |k: &str| hex(case[k].as_str().unwrap());
         let oid = Oid::from_slice(&field("oid")).unwrap();
         let ours = try_resolve(oid, &field("old"), &field("committed"), &field("new"));
-        let kind = case["kind"].as_str().unwrap();
+        let kind = format!(
+            "{} {}",
+            case["kind"].as_str().unwrap(),
+            case["form"].as_str().unwrap()
+        );
         let python = &case["reason"];
         let agree = match (case["resolved"].as_str(), &ours) {
             (Some(theirs), Ok(mine)) => {

@@ -5,7 +5,9 @@ TreeSet with one inline bucket, buckets inside multi-bucket trees) and
 BTrees.Length, makes N (old, committed, new) triples the way two ZODB
 connections would: both start from the committed `old`, one commits its
 changes (`committed`), the other's changed object is serialized by ZODB's
-ObjectWriter (`new`, exactly what it would store). Python's answer comes
+ObjectWriter (`new`, exactly what it would store). A quarter of the triples
+are rewritten as Python 2 ZODB wrote records (protocol 1 or 2, py2 `str`).
+Python's answer comes
 from ZODB's own `tryToResolveConflict` (resolved bytes or ConflictError),
 and the BTreesConflictError reason from `_p_resolveConflict`. One JSON
 object per line on stdout.
@@ -19,6 +21,7 @@ import io
 import json
 import logging
 import random
+import struct
 import sys
 
 import BTrees
@@ -63,27 +66,119 @@ def python_answer(oid, old, committed, new):
         resolved = None
     reason = None
     if resolved is None:
-        # Why: the same steps, with the class's own exception visible.
-        prf = PersistentReferenceFactory()
-        up = PersistentUnpickler(find_global, prf.persistent_load,
-                                 io.BytesIO(new))
-        meta = up.load()
-        klass = meta[0] if isinstance(meta, tuple) else meta
-        if isinstance(klass, tuple):
-            klass = find_global(*klass)
-        newstate = up.load()
-        storage = Records(old, committed)
         try:
-            klass.__new__(klass)._p_resolveConflict(
-                load_state(storage, oid, b'old', prf, old),
-                load_state(storage, oid, b'com', prf, committed),
-                newstate)
-            reason = 'resolved-directly'
-        except BTrees.Interfaces.BTreesConflictError as e:
-            reason = e.reason
-        except Exception as e:  # noqa: B902 any failure is an answer
+            reason = why_unresolved(oid, old, committed, new)
+        except Exception as e:  # noqa: B902 e.g. a py2 str that isn't ASCII
             reason = type(e).__name__
     return resolved, reason
+
+
+def why_unresolved(oid, old, committed, new):
+    """The same steps as tryToResolveConflict, with the class's own
+    exception visible: the BTreesConflictError reason, or its type name."""
+    prf = PersistentReferenceFactory()
+    up = PersistentUnpickler(find_global, prf.persistent_load,
+                             io.BytesIO(new))
+    meta = up.load()
+    klass = meta[0] if isinstance(meta, tuple) else meta
+    if isinstance(klass, tuple):
+        klass = find_global(*klass)
+    newstate = up.load()
+    storage = Records(old, committed)
+    try:
+        klass.__new__(klass)._p_resolveConflict(
+            load_state(storage, oid, b'old', prf, old),
+            load_state(storage, oid, b'com', prf, committed),
+            newstate)
+        return 'resolved-directly'
+    except BTrees.Interfaces.BTreesConflictError as e:
+        return e.reason
+    except Exception as e:  # noqa: B902 any failure is an answer
+        return type(e).__name__
+
+
+class Py2Record:
+    """Re-writes a protocol-3 record the way Python 2 ZODB wrote it:
+    protocol 1 or 2, `str` as SHORT_BINSTRING/BINSTRING (bytes too: py2 had
+    no other), `(oid, class)` references as MARK...TUPLE + BINPERSID."""
+
+    def __init__(self, protocol):
+        self.protocol = protocol
+        self.out = io.BytesIO()
+
+    def convert(self, data):
+        refs = []
+        up = PersistentUnpickler(find_global, lambda pid: ('PID', pid),
+                                 io.BytesIO(data))
+        meta, state = up.load(), up.load()
+        for v in (meta, state):
+            if self.protocol >= 2:
+                self.w(b'\x80' + bytes([self.protocol]))
+            self.save(v)
+            self.w(b'.')
+        return self.out.getvalue()
+
+    def w(self, b):
+        self.out.write(b)
+
+    def text(self, b):
+        self.w(b'U' + bytes([len(b)]) + b if len(b) < 256
+               else b'T' + len(b).to_bytes(4, 'little') + b)
+
+    def save(self, v):
+        if isinstance(v, tuple) and len(v) == 2 and v[0] == 'PID':
+            self.save(v[1])
+            self.w(b'Q')
+        elif v is None:
+            self.w(b'N')
+        elif v is True or v is False:
+            self.w((b'\x88' if v else b'\x89') if self.protocol >= 2
+                   else (b'I01\n' if v else b'I00\n'))
+        elif isinstance(v, int):
+            if 0 <= v < 256:
+                self.w(b'K' + bytes([v]))
+            elif -2**31 <= v < 2**31:
+                self.w(b'J' + v.to_bytes(4, 'little', signed=True))
+            elif self.protocol >= 2:
+                n = (v.bit_length() + 8) // 8
+                self.w(b'\x8a' + bytes([n]) + v.to_bytes(n, 'little', signed=True))
+            else:
+                self.w(b'L%dL\n' % v)
+        elif isinstance(v, float):
+            self.w(b'G' + struct.pack('>d', v))
+        elif isinstance(v, bytes):
+            self.text(v)
+        elif isinstance(v, str):
+            if v.isascii():
+                self.text(v.encode('ascii'))
+            else:
+                b = v.encode('utf-8')
+                self.w(b'X' + len(b).to_bytes(4, 'little') + b)
+        elif isinstance(v, type):
+            self.w(b'c%s\n%s\n' % (v.__module__.encode(), v.__name__.encode()))
+        elif isinstance(v, tuple):
+            if self.protocol >= 2 and 1 <= len(v) <= 3:
+                for x in v:
+                    self.save(x)
+                self.w(bytes([0x84 + len(v)]))
+            else:
+                self.w(b'(')
+                for x in v:
+                    self.save(x)
+                self.w(b't')
+        elif isinstance(v, list):
+            self.w(b'(')
+            for x in v:
+                self.save(x)
+            self.w(b'l')
+        elif isinstance(v, dict):
+            self.w(b'(')
+            for k, x in v.items():
+                self.save(k)
+                self.save(x)
+            self.w(b'd')
+        else:
+            raise TypeError(type(v))
 
 
 class Keys:
@@ -219,10 +314,17 @@ def cases(rnd, n):
             tm2.abort()
             if committed == old:
                 continue
+            form = 'py3'
+            if rnd.random() < 0.25:
+                protocol = rnd.choice([1, 2])
+                form = 'py2-protocol%d' % protocol
+                old, committed, new = (Py2Record(protocol).convert(d)
+                                       for d in (old, committed, new))
             resolved, reason = python_answer(oid, old, committed, new)
             yield {
                 'class': '%s.%s' % (type(target1).__module__, type(target1).__name__),
                 'kind': kind,
+                'form': form,
                 'oid': oid.hex(),
                 'old': old.hex(),
                 'committed': committed.hex(),
