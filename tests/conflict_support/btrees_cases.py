@@ -7,10 +7,9 @@ connections would: both start from the committed `old`, one commits its
 changes (`committed`), the other's changed object is serialized by ZODB's
 ObjectWriter (`new`, exactly what it would store). A quarter of the triples
 are rewritten as Python 2 ZODB wrote records (protocol 1 or 2, py2 `str`).
-Python's answer comes
-from ZODB's own `tryToResolveConflict` (resolved bytes or ConflictError),
-and the BTreesConflictError reason from `_p_resolveConflict`. One JSON
-object per line on stdout.
+Python's answer comes from ZODB's own `tryToResolveConflict` (resolved
+bytes or ConflictError), and the BTreesConflictError reason from
+`_p_resolveConflict`. One JSON object per line on stdout.
 
 `compare`: reads JSON lines `{"a": hex, "b": hex}` (two resolved records)
 and prints one line per pair: `same` when both unpickle (meta, state) to
