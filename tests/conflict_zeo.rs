@@ -2,13 +2,16 @@
 //! stale `BTrees.Length` gets the oid back from `vote` (the server changed
 //! the data) and the merged state is what everyone loads; with resolution
 //! switched off (zeo.conf `client-conflict-resolution true`) the conflict
-//! goes back to the client as a dict instead.
+//! goes back to the client as a dict instead. With ZEOD_PYTHON set, real
+//! ZODB clients whose own resolution is disabled commit conflicting
+//! changes to BTrees and a Length (tests/conflict_support/zeo_clients.py).
 
 #[path = "server_support/harness.rs"]
 mod harness;
 
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::io::Write;
     use std::rc::Rc;
 
     use super::harness::*;
@@ -81,6 +84,35 @@ mod tests {
         );
         // The client can't resolve either: it gives up.
         other.call("tpc_abort", vec![Value::Int(7)]).await.unwrap();
+        server.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn python_clients_rely_on_server_resolution() {
+        let Ok(python) = std::env::var("ZEOD_PYTHON") else {
+            // Straight to the stream: libtest captures eprintln!.
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n*** SKIPPED conflict_zeo python clients: ZEOD_PYTHON is not set ***\n"
+            );
+            return;
+        };
+        let server = TestServer::start().await;
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/conflict_support/zeo_clients.py"
+        );
+        let run = tokio::process::Command::new(python)
+            .args([script, &server.addr.port().to_string()])
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(WAIT * 6, run).await.unwrap().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.trim() == "ok",
+            "python clients failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         server.stop().await;
     }
 }
