@@ -136,7 +136,10 @@ impl LockState {
 enum VoteOutcome {
     Voted {
         txn: Box<storage::Transaction>,
+        /// Undone and server-resolved oids, for the vote result.
         changed: Vec<Oid>,
+        /// How many conflicts the storage resolved.
+        resolved: usize,
     },
     /// Write conflicts handed back to the client; the storage transaction
     /// was aborted.
@@ -390,7 +393,14 @@ impl Connection {
             txn.ops = ops;
         }
         match outcome {
-            VoteOutcome::Voted { txn, changed } => {
+            VoteOutcome::Voted {
+                txn,
+                changed,
+                resolved,
+            } => {
+                for _ in 0..resolved {
+                    Stats::bump(&exported.stats.conflicts_resolved);
+                }
                 self.lock = LockState::Held { guard, since, txn };
                 self.reply(
                     &msgid,
@@ -635,10 +645,12 @@ fn replay(storage: &FileStorage, begin: BeginOptions, ops: &[TxnOp]) -> VoteOutc
     }
     match storage.tpc_vote(&mut txn) {
         Ok(resolved) => {
+            let count = resolved.len();
             changed.extend(resolved);
             VoteOutcome::Voted {
                 txn: Box::new(txn),
                 changed,
+                resolved: count,
             }
         }
         Err(error) => {
