@@ -20,6 +20,7 @@ mod iterators;
 mod outbound;
 mod reads;
 mod status;
+mod txnlog;
 mod wire;
 
 use std::collections::BTreeMap;
