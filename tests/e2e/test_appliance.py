@@ -186,7 +186,7 @@ class Load:
     def _run(self):
         while not self._stop.is_set():
             try:
-                response = request(self.url, timeout=15)
+                response = request(self.url, timeout=30)
                 if response.status == 200:
                     self.ok += 1
                     self.renderers.add(response.headers["X-Zeod-Renderer"])
