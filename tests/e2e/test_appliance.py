@@ -221,6 +221,10 @@ def test_up_from_nothing(stack):
     assert "Served by renderer" in page.body, page.body[:500]
     assert page.headers["X-Zeod-Renderer"] in page.body
     assert get(stack.lb_url + "/ok").body.strip() == "OK"
+    # The storage node is the zeod image, healthy by its own `zeod health`.
+    zeo = stack.containers("zeo")[0]
+    image, health = docker("inspect", "-f", "{{.Config.Image}} {{.State.Health.Status}}", zeo).split()
+    assert (image, health) == (zeo_image(stack), "healthy"), (image, health)
 
 
 def test_content_added_on_one_renderer_is_seen_on_another(stack):
