@@ -11,6 +11,7 @@ project name, ports and extra compose files come from the environment:
   ZEOD_E2E_ONLY           run only the tests whose names contain this
 """
 
+import base64
 import json
 import os
 import socket
@@ -27,6 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 PROJECT = os.environ.get("ZEOD_E2E_PROJECT", "zeod-e2e")
 COMPOSE_FILES = os.environ.get("ZEOD_E2E_COMPOSE_FILES", "compose/compose.yaml").split(":")
 ZEOD_IMAGE_LIMIT = 10 * 1000 * 1000
+ADMIN_PASSWORD = "e2e-secret"
 # Generous: the point is that things happen by themselves, not how fast.
 SETTLE_TIMEOUT = 90
 
@@ -49,6 +51,7 @@ class Stack:
             ZEOD_HTTP_PORT=str(self.http_port),
             ZEOD_RO_HTTP_ADDR="127.0.0.1",
             ZEOD_RO_HTTP_PORT=str(self.ro_port),
+            ZEOD_ADMIN_PASSWORD=ADMIN_PASSWORD,
         )
         self.lb_url = f"http://127.0.0.1:{self.http_port}"
         self.ro_url = f"http://127.0.0.1:{self.ro_port}"
@@ -221,6 +224,13 @@ def test_up_from_nothing(stack):
     assert "Served by renderer" in page.body, page.body[:500]
     assert page.headers["X-Zeod-Renderer"] in page.body
     assert get(stack.lb_url + "/ok").body.strip() == "OK"
+    # ZEOD_ADMIN_PASSWORD made a Manager: the ZMI lets admin in, nobody else.
+    assert request(stack.lb_url + "/manage_main").status == 401
+    credentials = base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()
+    req = urllib.request.Request(stack.lb_url + "/manage_main",
+                                 headers={"Authorization": f"Basic {credentials}"})
+    with OPENER.open(req, timeout=10) as r:
+        assert r.status == 200 and b"demo" in r.read()
     # The storage node is the zeod image, healthy by its own `zeod health`.
     zeo = stack.containers("zeo")[0]
     image, health = docker("inspect", "-f", "{{.Config.Image}} {{.State.Health.Status}}", zeo).split()
