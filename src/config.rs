@@ -117,6 +117,11 @@ pub struct Layer {
     /// `text` or `json` (kept as text so the layer stays plain data).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<String>,
+    /// `<eventlog><logfile> path`: a copy of the log in Python's format.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eventlog: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eventlog_level: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub storages: BTreeMap<String, StorageLayer>,
 }
@@ -197,6 +202,9 @@ pub struct StorageConfig {
     pub name: String,
     pub path: PathBuf,
     pub options: OpenOptions,
+    /// zeo.conf `create true`: start from an empty file, discarding an
+    /// existing one (ZODB's meaning). A missing file is always created.
+    pub truncate: bool,
 }
 
 /// The resolved configuration of `zeod serve`.
@@ -217,6 +225,8 @@ pub struct ServerConfig {
     pub max_frame_size: usize,
     pub max_connections: usize,
     pub log_format: LogFormat,
+    /// zeo.conf `<eventlog>`: log file (Python's line format) and level.
+    pub eventlog: Option<(PathBuf, String)>,
     /// In name order.
     pub storages: Vec<StorageConfig>,
     /// `--test`: set up and exit.
@@ -240,6 +250,7 @@ impl Default for ServerConfig {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE as usize,
             max_connections: DEFAULT_MAX_CONNECTIONS as usize,
             log_format: LogFormat::Text,
+            eventlog: None,
             storages: Vec::new(),
             test: false,
             notes: Vec::new(),
@@ -492,6 +503,8 @@ fn resolve(
                 value: value.to_string(),
             })
     };
+    // A read-only server still opens its storages as they are configured
+    // (as runzeo does); it only refuses writable connections.
     let server_read_only = layer.read_only.unwrap_or(false);
     let mut storages = Vec::new();
     for (name, s) in layer.storages {
@@ -502,9 +515,10 @@ fn resolve(
         storages.push(StorageConfig {
             name,
             path,
+            truncate: s.create.unwrap_or(false),
             options: OpenOptions {
-                read_only: s.read_only.unwrap_or(false) || server_read_only,
-                create: s.create.unwrap_or(defaults.create),
+                read_only: s.read_only.unwrap_or(false),
+                create: true,
                 blob_dir: s.blob_dir,
                 pack_gc: s.pack_gc.unwrap_or(defaults.pack_gc),
                 pack_keep_old: s.pack_keep_old.unwrap_or(defaults.pack_keep_old),
@@ -542,6 +556,12 @@ fn resolve(
             .as_deref()
             .and_then(parse_log_format)
             .unwrap_or_default(),
+        eventlog: layer.eventlog.map(|path| {
+            (
+                path,
+                layer.eventlog_level.unwrap_or_else(|| "INFO".to_string()),
+            )
+        }),
         storages,
         test,
         notes,
@@ -586,7 +606,11 @@ mod tests {
             c.storages[0].options.blob_dir.as_deref(),
             Some(Path::new("blobs"))
         );
-        assert!(c.storages[1].options.read_only);
+        assert!(c.read_only);
+        assert!(
+            !c.storages[1].options.read_only,
+            "storages open as configured"
+        );
         assert_eq!(c.transaction_timeout, Some(Duration::from_secs(30)));
     }
 
@@ -629,7 +653,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.address.to_string(), "0.0.0.0:7002");
-        assert!(c.storages[0].options.read_only);
+        assert!(c.read_only);
     }
 
     #[test]

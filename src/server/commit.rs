@@ -8,10 +8,13 @@
 //! and the tid, and only then releases the lock.
 //!
 //! Write conflicts go back to ZEO 5 clients as `{'oid', 'serials', 'data'}`
-//! dicts in the vote result, with the lock released and the log kept, so
-//! the client resolves them (zeod cannot run application conflict
-//! resolution) and votes again — Python's `client-conflict-resolution`
-//! behaviour, which every ZEO >= 5 client supports.
+//! dicts in the vote result with the log kept, so the client resolves them
+//! (zeod cannot run application conflict resolution) and votes again —
+//! Python's `client-conflict-resolution` protocol, which every ZEO >= 5
+//! client speaks. Unlike Python, the commit lock stays held meanwhile (as
+//! it does while Python resolves on the server), so the resolution is
+//! against the final committed state and the next vote cannot conflict
+//! again.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -90,6 +93,14 @@ pub enum LockState {
     Free,
     /// A `vote` is queued for the lock; its reply is deferred.
     Waiting { lock: LockFuture, msgid: Value },
+    /// Conflicts were handed back; the storage transaction was aborted but
+    /// the lock is kept for the client's next vote, so its resolution
+    /// cannot be overtaken by another commit (under contention a client
+    /// would otherwise run out of its 9 vote attempts).
+    Resolving {
+        guard: OwnedMutexGuard<()>,
+        since: Instant,
+    },
     /// Voted: the storage transaction is written, awaiting finish or abort.
     Held {
         guard: OwnedMutexGuard<()>,
@@ -99,8 +110,17 @@ pub enum LockState {
 }
 
 impl LockState {
+    /// True while the connection holds its storage's commit lock.
     pub fn is_held(&self) -> bool {
-        matches!(self, LockState::Held { .. })
+        matches!(self, LockState::Held { .. } | LockState::Resolving { .. })
+    }
+
+    /// When the connection got the commit lock.
+    pub fn held_since(&self) -> Option<Instant> {
+        match self {
+            LockState::Held { since, .. } | LockState::Resolving { since, .. } => Some(*since),
+            _ => None,
+        }
     }
 
     /// Resolves when a queued vote gets the lock; never, otherwise.
@@ -302,12 +322,21 @@ impl Connection {
                     "Already voting (waiting)".into(),
                 )]))
             }
+            LockState::Resolving { .. } => {
+                let LockState::Resolving { guard, since } = std::mem::take(&mut self.lock) else {
+                    return Ok(());
+                };
+                return self
+                    .run_vote(guard, since, msgid.clone())
+                    .await
+                    .map_err(CallError::Close);
+            }
             LockState::Free => {}
         }
         let exported = self.exported()?;
         match exported.commit_lock.clone().try_lock_owned() {
             Ok(guard) => self
-                .run_vote(guard, msgid.clone())
+                .run_vote(guard, Instant::now(), msgid.clone())
                 .await
                 .map_err(CallError::Close),
             Err(_) => {
@@ -330,14 +359,18 @@ impl Connection {
         if let Some(exported) = &self.exported {
             exported.waiting.fetch_sub(1, Ordering::Relaxed);
         }
-        self.run_vote(guard, msgid).await
+        self.run_vote(guard, Instant::now(), msgid).await
     }
 
     /// Holding the lock: replays the log into a storage transaction and
     /// replies to the vote.
-    async fn run_vote(&mut self, guard: OwnedMutexGuard<()>, msgid: Value) -> Result<(), String> {
+    async fn run_vote(
+        &mut self,
+        guard: OwnedMutexGuard<()>,
+        since: Instant,
+        msgid: Value,
+    ) -> Result<(), String> {
         let exported = self.exported().map_err(|_| "not registered".to_string())?;
-        let since = Instant::now();
         let Some(txn) = self.txn.as_mut() else {
             let err =
                 CallError::transaction(vec![Value::Str("transaction aborted while voting".into())]);
@@ -366,8 +399,7 @@ impl Connection {
                 .await
             }
             VoteOutcome::Conflicts(conflicts) => {
-                drop(guard);
-                exported.set_lock_time(None);
+                self.lock = LockState::Resolving { guard, since };
                 for _ in &conflicts {
                     Stats::bump(&exported.stats.conflicts);
                 }
@@ -404,10 +436,13 @@ impl Connection {
                 .await
                 .map_err(CallError::Close);
         }
-        let LockState::Held { guard, txn, .. } = std::mem::take(&mut self.lock) else {
+        if !matches!(self.lock, LockState::Held { .. }) {
             return Err(CallError::transaction(vec![Value::Str(
                 "tpc_finish without a successful vote".into(),
             )]));
+        }
+        let LockState::Held { guard, txn, .. } = std::mem::take(&mut self.lock) else {
+            return Ok(());
         };
         let exported = self.exported()?;
         let info_slot = self.reserve().await.map_err(CallError::Close)?;
@@ -478,6 +513,12 @@ impl Connection {
                     exported.set_lock_time(None);
                 }
                 drop(guard);
+            }
+            LockState::Resolving { guard, .. } => {
+                drop(guard);
+                if let Some(exported) = &self.exported {
+                    exported.set_lock_time(None);
+                }
             }
             LockState::Waiting { msgid, .. } => {
                 if let Some(exported) = &self.exported {
