@@ -595,3 +595,17 @@ def test_notes_render(scenario, tmp_path):
     m = render(scenario=scenario)
     assert zeo_service(m)["metadata"]["name"] + ":8100" in text
     assert ("does not serve metrics yet" in text) == (scenario == "everything")
+
+
+def test_renderers_spread_over_nodes_by_their_own_labels(scenario):
+    name, m = scenario
+    for component in ("renderer", "renderer-readonly"):
+        for d in m.component(component):
+            pod = d["spec"]["template"]
+            constraints = pod["spec"]["topologySpreadConstraints"]
+            assert constraints, component
+            for c in constraints:
+                assert selects(c["labelSelector"], pod["metadata"]["labels"])
+                assert c["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == component
+            if name == "defaults":
+                assert constraints[0]["whenUnsatisfiable"] == "ScheduleAnyway"
