@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use super::{Ctor, Object, Post, RecordError, Value};
+use super::{dismantle, Ctor, Object, Post, RecordError, Value};
 
 type Result<T> = std::result::Result<T, RecordError>;
 
@@ -45,26 +45,42 @@ pub(super) fn object(ctor: Ctor) -> Value {
     })))
 }
 
-pub(super) fn append(target: &Value, items: Vec<Value>, at: usize) -> Result<()> {
+/// `APPEND`/`APPENDS` onto `target` (the value below the items).
+pub(super) fn append(target: Option<&Value>, items: Vec<Value>, at: usize) -> Result<()> {
     match target {
-        Value::List(l) => l.borrow_mut().extend(items),
-        Value::Object(o) => o.borrow_mut().post.push(Post::Append(items)),
-        _ => return Err(RecordError::WrongKind(at)),
+        Some(Value::List(l)) => l.borrow_mut().extend(items),
+        Some(Value::Object(o)) => o.borrow_mut().post.push(Post::Append(items)),
+        _ => {
+            items.into_iter().for_each(dismantle);
+            return Err(RecordError::WrongKind(at));
+        }
     }
     Ok(())
 }
 
-pub(super) fn set_items(target: &Value, items: Vec<(Value, Value)>, at: usize) -> Result<()> {
+/// `SETITEM`/`SETITEMS` onto `target` (the value below the items).
+pub(super) fn set_items(
+    target: Option<&Value>,
+    items: Vec<(Value, Value)>,
+    at: usize,
+) -> Result<()> {
     match target {
-        Value::Dict(d) => d.borrow_mut().extend(items),
-        Value::Object(o) => o.borrow_mut().post.push(Post::SetItems(items)),
-        _ => return Err(RecordError::WrongKind(at)),
+        Some(Value::Dict(d)) => d.borrow_mut().extend(items),
+        Some(Value::Object(o)) => o.borrow_mut().post.push(Post::SetItems(items)),
+        _ => {
+            for (k, v) in items {
+                dismantle(k);
+                dismantle(v);
+            }
+            return Err(RecordError::WrongKind(at));
+        }
     }
     Ok(())
 }
 
 pub(super) fn pairs(items: Vec<Value>, at: usize) -> Result<Vec<(Value, Value)>> {
     if items.len() % 2 != 0 {
+        items.into_iter().for_each(dismantle);
         return Err(RecordError::StackUnderflow(at));
     }
     let mut out = Vec::with_capacity(items.len() / 2);

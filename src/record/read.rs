@@ -125,12 +125,10 @@ impl Reader {
                 if m.marks.last() == Some(&m.stack.len()) {
                     m.marks.pop();
                 } else {
-                    m.pop(at)?;
+                    dismantle(m.pop(at)?);
                 }
             }
-            op::POP_MARK => {
-                m.pop_mark(at)?;
-            }
+            op::POP_MARK => m.pop_mark(at)?.into_iter().for_each(dismantle),
             op::DUP => {
                 let v = m
                     .stack
@@ -256,22 +254,24 @@ impl Reader {
                 m.stack.push(Value::Dict(Rc::new(RefCell::new(pairs))));
             }
             op::APPEND => {
+                m.ensure(2, at)?;
                 let v = m.pop(at)?;
-                append(m.top(at)?, vec![v], at)?;
+                append(m.stack.last(), vec![v], at)?;
             }
             op::APPENDS => {
                 let items = m.pop_mark(at)?;
-                append(m.top(at)?, items, at)?;
+                append(m.stack.last(), items, at)?;
             }
             op::SETITEM => {
+                m.ensure(3, at)?;
                 let v = m.pop(at)?;
                 let k = m.pop(at)?;
-                set_items(m.top(at)?, vec![(k, v)], at)?;
+                set_items(m.stack.last(), vec![(k, v)], at)?;
             }
             op::SETITEMS => {
                 let items = m.pop_mark(at)?;
                 let pairs = pairs(items, at)?;
-                set_items(m.top(at)?, pairs, at)?;
+                set_items(m.stack.last(), pairs, at)?;
             }
             op::GLOBAL => {
                 let module = text_line(m.line()?, at)?;
@@ -280,11 +280,13 @@ impl Reader {
                     .push(Value::Global(Rc::new(Global { module, name })));
             }
             op::REDUCE => {
+                m.ensure(2, at)?;
                 let args = m.pop(at)?;
                 let callable = m.pop(at)?;
                 m.stack.push(object(Ctor::Reduce { callable, args }));
             }
             op::NEWOBJ => {
+                m.ensure(2, at)?;
                 let args = m.pop(at)?;
                 let cls = m.pop(at)?;
                 m.stack.push(object(Ctor::NewObj { cls, args }));
@@ -305,10 +307,14 @@ impl Reader {
                 m.stack.push(object(Ctor::Obj { cls, args: items }));
             }
             op::BUILD => {
+                m.ensure(2, at)?;
                 let state = m.pop(at)?;
-                match m.top(at)? {
-                    Value::Object(o) => o.borrow_mut().post.push(Post::Build(state)),
-                    _ => return Err(RecordError::WrongKind(at)),
+                match m.stack.last() {
+                    Some(Value::Object(o)) => o.borrow_mut().post.push(Post::Build(state)),
+                    _ => {
+                        dismantle(state);
+                        return Err(RecordError::WrongKind(at));
+                    }
                 }
             }
             op::PERSID => {
@@ -398,7 +404,9 @@ impl Reader {
             .last()
             .cloned()
             .ok_or(RecordError::StackUnderflow(at))?;
-        self.memo.insert(idx, v);
+        if let Some(replaced) = self.memo.insert(idx, v) {
+            dismantle(replaced);
+        }
         Ok(())
     }
 
@@ -496,8 +504,15 @@ impl<'a> Machine<'a> {
         self.stack.pop().ok_or(RecordError::StackUnderflow(at))
     }
 
-    fn top(&self, at: usize) -> Result<&Value> {
-        self.stack.last().ok_or(RecordError::StackUnderflow(at))
+    /// Checks that `n` values are above the innermost mark, so that an
+    /// opcode popping several never drops (recursively) what it popped
+    /// first: values are only ever freed through `dismantle`.
+    fn ensure(&self, n: usize, at: usize) -> Result<()> {
+        let fence = self.marks.last().copied().unwrap_or(0);
+        if self.stack.len() < fence + n {
+            return Err(RecordError::StackUnderflow(at));
+        }
+        Ok(())
     }
 
     fn pop_mark(&mut self, at: usize) -> Result<Vec<Value>> {
