@@ -40,7 +40,11 @@ fn python() -> String {
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/venv.sh"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
@@ -261,7 +265,12 @@ fn haproxy_cfg_is_valid_for_every_affinity() {
         let text = fs::read_to_string(&cfg).unwrap();
         assert!(text.contains(expect), "{affinity}: {text}");
         assert!(text.contains("server-template renderer 10 renderer:8080 resolvers dns"));
-        let out = Command::new("haproxy").arg("-c").arg("-f").arg(&cfg).output().unwrap();
+        let out = Command::new("haproxy")
+            .arg("-c")
+            .arg("-f")
+            .arg(&cfg)
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "{affinity}: {}{}\n{text}",
