@@ -81,15 +81,20 @@ class Server:
         self.workdir = workdir
         self.port = port
         self.path = os.path.join(workdir, "Data.fs")
-        self.addr_file = os.path.join(workdir, "address")
+        # Logs and the address file; may be moved off a small file system.
+        self.log_dir = workdir
         self.proc = None
         self.starts = 0
+
+    @property
+    def addr_file(self):
+        return os.path.join(self.log_dir, "address")
 
     def start(self, timeout=30):
         if os.path.exists(self.addr_file):
             os.unlink(self.addr_file)
         self.starts += 1
-        out = open(os.path.join(self.workdir, "server-%03d.log" % self.starts),
+        out = open(os.path.join(self.log_dir, "server-%03d.log" % self.starts),
                    "wb")
         self.proc = subprocess.Popen(
             [self.zeod, "serve", "-a", "127.0.0.1:%d" % self.port,
