@@ -7,6 +7,10 @@
 //! - [`ids`]: `Oid` and `Tid` newtypes; TimeStamp arithmetic.
 //! - [`storage`]: FileStorage — the `Data.fs` format, its index, commits,
 //!   undo, recovery. Knows nothing about the network.
+//! - [`record`]: data-record pickles (class meta + state, one memo) as a
+//!   value tree that never executes anything; re-pickling; `referencesf`.
+//! - [`conflict`]: server-side `_p_resolveConflict` for BTrees buckets,
+//!   sets, single-bucket trees and `BTrees.Length`, on [`record`] values.
 //! - [`check`]: `zeod check`, an fstest-like consistency report of a file.
 //! - [`protocol`]: the ZEO wire protocol — frames, pickle and msgpack
 //!   dialects, the message envelope. Pure: no I/O.
@@ -15,17 +19,21 @@
 //! - [`server`]: the tokio server — accept loop, one task per connection,
 //!   dispatch of requests to the storage, commit lock, invalidations.
 //! - [`health`]: `zeod health`, a ZEO handshake + `ruok` probe.
+//! - [`bench`]: `zeod bench`, a native ZEO load generator for any server.
 //! - [`telemetry`]: tracing-subscriber setup.
 //! - [`init`]: `zeod init`, the renderer containers' PID 1 — config
 //!   templating, child supervision, reaping, reload on change. It imports
 //!   nothing from the server side.
 
+pub mod bench;
 pub mod check;
 pub mod config;
+pub mod conflict;
 pub mod health;
 pub mod ids;
 pub mod init;
 pub mod protocol;
+pub mod record;
 pub mod server;
 pub mod storage;
 pub mod telemetry;

@@ -77,6 +77,10 @@ pub struct OpenOptions {
     pub pack_keep_old: bool,
     /// FileStorageQuotaError above this size.
     pub quota: Option<u64>,
+    /// Resolve write conflicts on BTrees and `BTrees.Length` in `store`
+    /// (see [`crate::conflict`]); off for zeo.conf
+    /// `client-conflict-resolution true`, where clients resolve.
+    pub resolve_conflicts: bool,
 }
 
 impl Default for OpenOptions {
@@ -89,6 +93,7 @@ impl Default for OpenOptions {
             pack_gc: true,
             pack_keep_old: true,
             quota: None,
+            resolve_conflicts: true,
         }
     }
 }
@@ -407,7 +412,10 @@ impl FileStorage {
     }
 
     /// `serial` is the tid the client read (`Tid::ZERO` for a new object).
-    /// `Conflict` when the current tid differs.
+    /// When the current tid differs, the conflict is resolved if
+    /// `resolve_conflicts` is on and the class is one [`crate::conflict`]
+    /// knows (the merged record is stored, the oid goes to `tpc_vote`'s
+    /// answer); otherwise `Conflict`.
     pub fn store(&self, txn: &mut Transaction, oid: Oid, serial: Tid, data: &[u8]) -> Result<()> {
         commit::store(self, txn, oid, serial, data)
     }

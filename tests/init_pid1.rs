@@ -51,6 +51,10 @@ impl Init {
         }
         args.extend(["init", "--no-watch", "--templates"].map(String::from));
         args.push(dir.path().join("t").display().to_string());
+        if !as_pid1 {
+            // So a stop reaches the grandchildren too (no namespace to end).
+            args.push("--process-group".to_owned());
+        }
         args.push("--output-dir".to_owned());
         args.push(dir.path().join("out").display().to_string());
         args.extend(extra.iter().map(|s| s.to_string()));
@@ -94,11 +98,23 @@ impl Init {
 
 impl Drop for Init {
     fn drop(&mut self) {
-        if self.outer.try_wait().unwrap_or(None).is_none() {
-            let _ = kill(self.zeod, Signal::SIGKILL);
-            let _ = self.outer.kill();
+        if self.outer.try_wait().unwrap_or(None).is_some() {
+            return;
         }
-        let _ = self.outer.wait();
+        // TERM first: outside a namespace a SIGKILLed zeod would leave its
+        // children running (holding the test's output open). As PID 1 its
+        // end takes the whole namespace with it.
+        let _ = kill(self.zeod, Signal::SIGTERM);
+        let start = Instant::now();
+        while self.outer.try_wait().unwrap_or(None).is_none() {
+            if start.elapsed() > PATIENCE {
+                let _ = kill(self.zeod, Signal::SIGKILL);
+                let _ = self.outer.kill();
+                let _ = self.outer.wait();
+                return;
+            }
+            sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -268,4 +284,34 @@ fn orphans_are_reaped_as_pid1() {
 #[test]
 fn orphans_are_reaped_as_a_subreaper() {
     orphans_are_reaped(false);
+}
+
+#[test]
+fn process_group_mode_signals_the_whole_group() {
+    if !unshare_available() {
+        return;
+    }
+    // The child starts a grandchild; both record SIGUSR1.
+    let script = r#"
+        trap 'echo child >> $DIR/got' USR1
+        sh -c 'trap "echo grandchild >> $DIR/got" USR1; echo ready > $DIR/ready2; while :; do sleep 0.05; done' &
+        echo ready > $DIR/ready
+        while :; do sleep 0.05; done
+    "#;
+    for (group, expected) in [(false, "child\n"), (true, "child\ngrandchild\n")] {
+        let extra: &[&str] = if group { &["--process-group"] } else { &[] };
+        let init = Init::start(true, extra, script);
+        wait_for_file(&init.file("ready"), "ready");
+        wait_for_file(&init.file("ready2"), "ready");
+        init.signal(Signal::SIGUSR1);
+        wait_for_file(&init.file("got"), "child");
+        sleep(Duration::from_millis(500));
+        let mut got: Vec<_> = fs::read_to_string(init.file("got"))
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        got.sort();
+        assert_eq!(got.join("\n") + "\n", expected, "--process-group {group}");
+    }
 }

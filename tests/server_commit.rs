@@ -80,14 +80,35 @@ mod tests {
             Some(&Value::Tuple(vec![Value::tid(t2), Value::tid(t1)]))
         );
         assert_eq!(get(&conflicts[0], "data"), Some(&harness::b(&record(3))));
-        // The lock was released: another client can commit meanwhile.
-        let t3 = a.commit(3, &[(oid, t2, &record(4))]).await.unwrap();
-        // The client "resolves" against the new state and votes again.
-        b.store(5, oid, t3, &record(5)).await;
+        // B keeps the lock while it resolves: A's vote has to wait.
+        a.begin(3).await;
+        a.store(3, oid, t2, &record(4)).await;
+        let a_vote = a.start_call("vote", vec![Value::Int(3)]).await;
+        assert!(
+            a.quiet_for(Duration::from_millis(300)).await,
+            "vote overtook a resolving client"
+        );
+        // B "resolves" against t2 and votes again: no new conflict possible.
+        b.store(5, oid, t2, &record(5)).await;
         assert!(items(&b.call("vote", vec![Value::Int(5)]).await.unwrap()).is_empty());
         let t4 = b.finish(5).await.unwrap();
-        let (data, tid) = server.storage("1").load(oid).unwrap();
-        assert_eq!((data, tid), (record(5), t4));
+        assert_eq!(server.storage("1").load(oid).unwrap(), (record(5), t4));
+        // Now A hears of B's commit, then gets its own conflict back.
+        assert_eq!(a.callback().await.method, "invalidateTransaction");
+        let voted = a.reply_to(&a_vote).await.unwrap();
+        assert_eq!(
+            get(&items(&voted)[0], "serials"),
+            Some(&Value::Tuple(vec![Value::tid(t4), Value::tid(t2)]))
+        );
+        assert_eq!(
+            a.call("tpc_abort", vec![Value::Int(3)]).await.unwrap(),
+            Value::None
+        );
+        // The abort released the lock.
+        let other = b.new_oid().await;
+        b.commit(6, &[(other, Tid::ZERO, &record(6))])
+            .await
+            .unwrap();
         server.stop().await;
     }
 
@@ -341,5 +362,46 @@ mod tests {
         a.expect_closed().await;
         stopping.await.unwrap();
         assert_eq!(storage.load(oid).unwrap().0, record(1));
+    }
+
+    #[tokio::test]
+    async fn storages_have_their_own_locks_and_invalidations() {
+        let mut config = config();
+        config.storages.push(storage_config("2", false));
+        let server = TestServer::start_with(config).await;
+        let mut a = server.client().await;
+        let mut b = server.connect().await;
+        b.call("register", vec![s("2"), Value::Bool(false)])
+            .await
+            .unwrap();
+        let mut watcher = server.connect().await;
+        watcher
+            .call("register", vec![s("2"), Value::Bool(true)])
+            .await
+            .unwrap();
+
+        let oid = a.new_oid().await;
+        a.begin(1).await;
+        a.store(1, oid, Tid::ZERO, &record(1)).await;
+        assert!(items(&a.call("vote", vec![Value::Int(1)]).await.unwrap()).is_empty());
+        // Storage 1's lock is held; storage 2 commits regardless.
+        let other = b.new_oid().await;
+        let t2 = b
+            .commit(2, &[(other, Tid::ZERO, &record(2))])
+            .await
+            .unwrap();
+        a.finish(1).await.unwrap();
+        let inval = watcher.callback().await;
+        assert_eq!(
+            inval.args,
+            Value::Tuple(vec![Value::tid(t2), Value::List(vec![Value::oid(other)])])
+        );
+        assert!(
+            watcher.quiet_for(Duration::from_millis(200)).await,
+            "storage 1's commit reached storage 2"
+        );
+        assert_eq!(server.storage("1").load(oid).unwrap().0, record(1));
+        assert_eq!(server.storage("2").load(other).unwrap().0, record(2));
+        server.stop().await;
     }
 }

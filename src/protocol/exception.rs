@@ -39,10 +39,20 @@ pub enum ServerError {
     /// `(oid, reason)` per failed object; reasons are texts (Python puts
     /// `UndoError` instances there, which msgpack could not carry; the
     /// client only formats them).
-    MultipleUndo(Vec<(Oid, String)>),
+    MultipleUndo(Vec<(Option<Oid>, String)>),
     ValueError(String),
     TypeError(String),
     KeyError(Value),
+    /// Any other exception, by dotted class name and constructor args, e.g.
+    /// `ZODB.POSException.StorageSystemError` or
+    /// `ZODB.FileStorage.FileStorage.FileStorageQuotaError`. ZEO 5 clients
+    /// raise it as `ServerException`; for ZEO 4 a class under `ZODB.` is
+    /// taken to be a `POSError` (pickled via `_recon`), anything else a
+    /// plain exception.
+    Other {
+        class_name: String,
+        args: Vec<Value>,
+    },
 }
 
 impl ServerError {
@@ -51,7 +61,7 @@ impl ServerError {
         ServerError::ValueError("Couldn't pickle response".to_owned())
     }
 
-    fn module_and_name(&self) -> (&'static str, &'static str) {
+    fn module_and_name(&self) -> (&str, &str) {
         match self {
             ServerError::PosKey { .. } => (POS, "POSKeyError"),
             ServerError::Conflict(_) => (POS, "ConflictError"),
@@ -63,6 +73,9 @@ impl ServerError {
             ServerError::ValueError(_) => ("builtins", "ValueError"),
             ServerError::TypeError(_) => ("builtins", "TypeError"),
             ServerError::KeyError(_) => ("builtins", "KeyError"),
+            ServerError::Other { class_name, .. } => class_name
+                .rsplit_once('.')
+                .unwrap_or(("builtins", class_name.as_str())),
         }
     }
 
@@ -102,7 +115,7 @@ impl ServerError {
     pub fn z4_instance(&self, enc: Encoding) -> Value {
         let class = self.z4_class(enc);
         let args = Value::Tuple(self.args(enc));
-        if self.module_and_name().0 != POS {
+        if !self.is_pos_error() {
             return Value::Object {
                 class: Box::new(class),
                 args: Box::new(args),
@@ -129,6 +142,11 @@ impl ServerError {
             args: Box::new(Value::Tuple(vec![class, Value::Dict(state)])),
             state: None,
         }
+    }
+
+    fn is_pos_error(&self) -> bool {
+        let (module, _) = self.module_and_name();
+        module == POS || module.starts_with("ZODB.")
     }
 
     /// `__dict__`, in insertion order.
@@ -172,7 +190,7 @@ impl ServerError {
                 // (_reason=oid, _oid=reason).
                 let (first_oid, first_reason) =
                     errs.first().map_or((Value::None, Value::None), |(o, r)| {
-                        (Value::oid(*o), enc.text(r))
+                        (opt_oid(o), enc.text(r))
                     });
                 vec![
                     (key("_reason"), first_oid),
@@ -197,6 +215,7 @@ impl ServerError {
             ServerError::MultipleUndo(errs) => vec![undo_errs(errs, enc)],
             ServerError::ValueError(s) | ServerError::TypeError(s) => vec![enc.text(s)],
             ServerError::KeyError(v) => vec![v.clone()],
+            ServerError::Other { args, .. } => args.clone(),
             ServerError::Conflict(_) | ServerError::ReadConflict(_) | ServerError::ReadOnly => {
                 Vec::new()
             }
@@ -204,10 +223,12 @@ impl ServerError {
     }
 }
 
-fn undo_errs(errs: &[(Oid, String)], enc: Encoding) -> Value {
+fn undo_errs(errs: &[(Option<Oid>, String)], enc: Encoding) -> Value {
     Value::List(
         errs.iter()
-            .map(|(oid, reason)| Value::Tuple(vec![Value::oid(*oid), enc.text(reason)]))
+            .map(|(oid, reason)| {
+                Value::Tuple(vec![oid.map_or(Value::None, Value::oid), enc.text(reason)])
+            })
             .collect(),
     )
 }

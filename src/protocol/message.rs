@@ -42,16 +42,12 @@ pub fn decode_message(enc: Encoding, data: &[u8]) -> Result<Message> {
 /// msgpack and values it cannot express (globals, ints beyond 64 bits);
 /// ZEO 6 answers those with [`ServerError::unpicklable_response`].
 pub fn encode_message(enc: Encoding, msg: &Message) -> Result<Vec<u8>> {
-    let envelope = Value::Tuple(vec![
-        msg.msgid.clone(),
-        msg.flags.clone(),
-        enc.text(&msg.method),
-        msg.args.clone(),
-    ]);
+    let method = enc.text(&msg.method);
+    let envelope = [&msg.msgid, &msg.flags, &method, &msg.args];
     Ok(match enc {
-        Encoding::Pickle3 => pickle::encode(&envelope, Dialect::Proto3),
-        Encoding::Pickle1 => pickle::encode(&envelope, Dialect::Proto1),
-        Encoding::Msgpack => msgpack::encode(&envelope)?,
+        Encoding::Pickle3 => pickle::encode_tuple(&envelope, Dialect::Proto3),
+        Encoding::Pickle1 => pickle::encode_tuple(&envelope, Dialect::Proto1),
+        Encoding::Msgpack => msgpack::encode_tuple(&envelope)?,
     })
 }
 
@@ -78,8 +74,8 @@ impl Message {
         self.flags.is_truthy()
     }
 
-    /// The positional arguments of a call (a tuple; Python 2 may send a
-    /// list-free tuple too, so only tuples are accepted).
+    /// The positional arguments of a call; `None` if the peer sent
+    /// something other than a tuple.
     pub fn call_args(&self) -> Option<&[Value]> {
         match &self.args {
             Value::Tuple(items) => Some(items),

@@ -5,9 +5,9 @@
 //! with `use_list=False`), lists and tuples both encode as arrays, map ↔
 //! `Dict`, nil, bool, ints up to uint64, float64. rmpv picks the smallest
 //! forms exactly as Python's packer does (positive ints as uint, str8 for
-//! 32-255 byte texts).
+//! 32-255 byte texts); encoding borrows payloads rather than copying them.
 
-use rmpv::Value as Mp;
+use rmpv::{Value as Mp, ValueRef as MpRef};
 
 use super::pickle::Limits;
 use super::{Encoding, Error, Result, Value};
@@ -64,36 +64,47 @@ fn from_mp(mp: Mp) -> Result<Value> {
 /// Fails only for what msgpack cannot express: globals, objects, and ints
 /// outside `i64::MIN..=u64::MAX`.
 pub fn encode(value: &Value) -> Result<Vec<u8>> {
-    let mp = to_mp(value)?;
+    write(&to_mp(value)?)
+}
+
+/// An array of borrowed values (the message envelope), without copying
+/// their payloads.
+pub fn encode_tuple(items: &[&Value]) -> Result<Vec<u8>> {
+    write(&MpRef::Array(
+        items.iter().map(|v| to_mp(v)).collect::<Result<_>>()?,
+    ))
+}
+
+fn write(mp: &MpRef<'_>) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    rmpv::encode::write_value(&mut out, &mp).map_err(|e| Error::Io(e.into()))?;
+    rmpv::encode::write_value_ref(&mut out, mp).map_err(|e| Error::Io(e.into()))?;
     Ok(out)
 }
 
-fn to_mp(value: &Value) -> Result<Mp> {
+fn to_mp(value: &Value) -> Result<MpRef<'_>> {
     let unencodable = |what| Error::Unencodable {
         encoding: Encoding::Msgpack,
         what,
     };
     Ok(match value {
-        Value::None => Mp::Nil,
-        Value::Bool(b) => Mp::Boolean(*b),
+        Value::None => MpRef::Nil,
+        Value::Bool(b) => MpRef::Boolean(*b),
         Value::Int(i) => {
             if let Ok(n) = u64::try_from(*i) {
-                Mp::from(n)
+                MpRef::from(n)
             } else if let Ok(n) = i64::try_from(*i) {
-                Mp::from(n)
+                MpRef::from(n)
             } else {
                 return Err(unencodable("an integer beyond 64 bits"));
             }
         }
-        Value::Float(f) => Mp::F64(*f),
-        Value::Bytes(b) => Mp::Binary(b.clone()),
-        Value::Str(s) => Mp::String(s.as_str().into()),
+        Value::Float(f) => MpRef::F64(*f),
+        Value::Bytes(b) => MpRef::Binary(b),
+        Value::Str(s) => MpRef::from(s.as_str()),
         Value::Tuple(items) | Value::List(items) => {
-            Mp::Array(items.iter().map(to_mp).collect::<Result<_>>()?)
+            MpRef::Array(items.iter().map(to_mp).collect::<Result<_>>()?)
         }
-        Value::Dict(pairs) => Mp::Map(
+        Value::Dict(pairs) => MpRef::Map(
             pairs
                 .iter()
                 .map(|(k, v)| Ok((to_mp(k)?, to_mp(v)?)))

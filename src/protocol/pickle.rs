@@ -2,20 +2,23 @@
 //! [`Value`] behind a GLOBAL allowlist, and encoding [`Value`] the way the
 //! Python servers do (protocol 3, or protocol 1 with Python 2 conventions).
 //!
-//! We do not use `serde-pickle`: it resolves only its own fixed set of
-//! globals (dropping the module and name of any other, so there is no
-//! allowlist to enforce and no `ForbiddenGlobal { module, name }` to report),
-//! and it cannot emit GLOBAL/REDUCE, protocol 1, `I01\n` booleans or Python 2
-//! byte strings, all of which ZEO 4 replies need.
+//! We do not use `serde-pickle` (it does keep tuples apart from lists and
+//! Python 2 strings as bytes): its decoder turns every global outside its
+//! own fixed handful into an anonymous placeholder, so there is no module
+//! and name to check against our allowlist or to report as forbidden. Its
+//! encoder writes only protocols 2-3, never GLOBAL/REDUCE, and pickles bytes
+//! for protocol 2 as `_codecs.encode(...)` calls, so it cannot produce the
+//! protocol-1 replies (`U` strings, `I01\n` booleans) or the pickled
+//! exceptions ZEO 4 clients need.
 
 mod calls;
 mod decode;
 mod encode;
-mod operands;
+pub(crate) mod operands;
 mod stack;
 
 pub use decode::{decode, decode_with, Decoded, Limits};
-pub use encode::{encode, encode_extension, Dialect};
+pub use encode::{encode, encode_extension, encode_tuple, Dialect};
 
 use super::{Result, Value};
 

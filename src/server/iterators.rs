@@ -50,6 +50,9 @@ impl Connection {
     ) -> CallResult {
         a.arity(2, 2)?;
         let (start, stop) = (a.opt_tid(0)?, a.opt_tid(1)?);
+        // Like Python's FileStorage iterator, an open-ended one ends at the
+        // last transaction when it was created.
+        let stop = Some(stop.unwrap_or_else(|| storage.last_transaction()));
         let id = self.iterators.allocate()?;
         let iter = blocking(move || storage.iterator(start, stop)).await?;
         self.iterators.transactions.insert(id, (Some(iter), None));

@@ -183,6 +183,14 @@ impl Connection {
             }
             "history" => {
                 a.arity(1, 2)?;
+                // FileStorage looks the oid up first: `history(None)` is a
+                // POSKeyError, `history(oid, None)` a TypeError.
+                if *a.get(0) == Value::None {
+                    return Err(CallError::args(
+                        "ZODB.POSException.POSKeyError",
+                        vec![Value::None],
+                    ));
+                }
                 let oid = a.oid(0)?;
                 let size = match (a.len(), a.get(1)) {
                     (1, _) => 1,
@@ -341,7 +349,7 @@ impl Connection {
         };
         let gc = exported.pack_gc;
         let conn = self.id;
-        tokio::spawn(async move {
+        self.shared.tasks.spawn(async move {
             let storage = exported.storage.clone();
             tracing::info!(storage = %exported.name, conn, pack_time = when, "pack started");
             let result = blocking(move || storage.pack(Tid::from_unix(when), gc)).await;

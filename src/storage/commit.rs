@@ -129,6 +129,7 @@ pub(super) fn tpc_begin(s: &FileStorage, options: BeginOptions) -> Result<Transa
         pending_blobs: Vec::new(),
         installed_blobs: Vec::new(),
         voted: false,
+        resolved: Vec::new(),
         _busy: busy,
     })
 }
@@ -164,15 +165,13 @@ pub(super) fn store(
     }
     bump_max_oid(s, oid);
     let old = committed(s, oid)?;
+    let mut resolved = None;
     if let Some((_, committed)) = old {
         if committed != serial {
-            return Err(Error::Conflict {
-                oid,
-                committed,
-                serial,
-            });
+            resolved = Some(resolve_conflict(s, oid, committed, serial, data)?);
         }
     }
+    let data = resolved.as_deref().unwrap_or(data);
     let prev = old.map_or(0, |(pos, _)| pos);
     let h = DataHeader {
         oid,
@@ -183,7 +182,34 @@ pub(super) fn store(
         plen: data.len() as u64,
     };
     txn.append(s, h, Some(data), 0)?;
+    if resolved.is_some() {
+        txn.resolved.push(oid);
+    }
     Ok(())
+}
+
+/// FileStorage's `tryToResolveConflict` for a store based on `serial`
+/// while `committed` is current: the merged record, or the conflict.
+fn resolve_conflict(
+    s: &FileStorage,
+    oid: Oid,
+    committed: Tid,
+    serial: Tid,
+    data: &[u8],
+) -> Result<Vec<u8>> {
+    let conflict = Error::Conflict {
+        oid,
+        committed,
+        serial,
+    };
+    if !s.options.resolve_conflicts {
+        return Err(conflict);
+    }
+    // A revision packed away or a deleted object cannot be merged.
+    let (Ok(old), Ok(current)) = (s.load_serial(oid, serial), s.load_serial(oid, committed)) else {
+        return Err(conflict);
+    };
+    crate::conflict::try_resolve(oid, &old, &current, data).map_err(|_| conflict)
 }
 
 pub(super) fn store_blob(
@@ -363,7 +389,7 @@ pub(super) fn tpc_vote(s: &FileStorage, txn: &mut Transaction) -> Result<Vec<Oid
         }
     }
     txn.voted = true;
-    Ok(Vec::new())
+    Ok(txn.resolved.clone())
 }
 
 pub(super) fn tpc_finish(s: &FileStorage, mut txn: Transaction) -> Result<(Tid, Vec<Oid>)> {

@@ -49,6 +49,7 @@ pub fn storage_config(name: &str, blobs: bool) -> StorageConfig {
             fsync: false,
             ..OpenOptions::default()
         },
+        truncate: false,
     }
 }
 

@@ -25,8 +25,8 @@ metadata:
 spec:
   serviceAccountName: {{ include "zeo-appliance.serviceAccountName" $ }}
   automountServiceAccountToken: false
-  # Service links would put <SERVICE>_PORT variables into Zope's environment,
-  # next to the ZEO_* names zeod init reads.
+  # Service links would put <SERVICE>_PORT=tcp://... variables into the
+  # environment, next to the ZEO_* and ZEOD_* names zeod init reads.
   enableServiceLinks: false
   terminationGracePeriodSeconds: {{ $r.terminationGracePeriodSeconds }}
   {{- with $.Values.imagePullSecrets }}
@@ -114,17 +114,18 @@ spec:
     # Mounted as a directory, never with subPath: Kubernetes updates a
     # ConfigMap volume by swapping a symlink, which zeod init watches for.
     # The root filesystem is read-only; emptyDirs hold what Zope writes:
-    # etc/ (zope.conf and zope.ini, rendered by zeod init), var/, the ZEO
-    # client cache under /data, and the blob cache when blobs are streamed.
+    # etc/ (zope.conf and zope.ini, rendered by zeod init), var/cache/
+    # (Chameleon's), the ZEO client cache under /data, and the blob cache
+    # when blobs are streamed.
     - name: config
       configMap:
         name: {{ include "zeo-appliance.rendererConfigMapName" $ }}
     - name: etc
       emptyDir:
         sizeLimit: 16Mi
-    - name: var
+    - name: chameleon-cache
       emptyDir:
-        sizeLimit: 1Gi
+        sizeLimit: 256Mi
     - name: data
       emptyDir:
         sizeLimit: 2Gi
@@ -159,7 +160,13 @@ spec:
   {{- end }}
   {{- with $r.topologySpreadConstraints }}
   topologySpreadConstraints:
-    {{- toYaml . | nindent 4 }}
+    {{- range . }}
+    {{- $c := deepCopy . }}
+    {{- if not (hasKey $c "labelSelector") }}
+    {{- $_ := set $c "labelSelector" (dict "matchLabels" (include "zeo-appliance.selectorLabels" $ctx | fromYaml)) }}
+    {{- end }}
+    - {{ toYaml $c | nindent 6 | trim }}
+    {{- end }}
   {{- end }}
 {{- end }}
 
@@ -195,8 +202,9 @@ ConfigMap, so that changing them reloads pods in place.
   readOnly: true
 - name: etc
   mountPath: /app/etc
-- name: var
-  mountPath: /app/var
+# Chameleon's template cache (CHAMELEON_CACHE in zope.conf): it must exist.
+- name: chameleon-cache
+  mountPath: /app/var/cache
 - name: data
   mountPath: /data
 - name: blobs

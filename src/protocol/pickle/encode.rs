@@ -31,6 +31,20 @@ pub fn encode(value: &Value, dialect: Dialect) -> Vec<u8> {
     enc.out
 }
 
+/// Pickles a tuple of borrowed values (a message envelope) without
+/// cloning them into a `Value::Tuple` first.
+pub fn encode_tuple(items: &[&Value], dialect: Dialect) -> Vec<u8> {
+    let mut enc = Encoder {
+        out: Vec::new(),
+        dialect,
+        memo: None,
+    };
+    enc.header();
+    enc.tuple(None, items.iter().copied(), items.len());
+    enc.out.push(op::STOP);
+    enc.out
+}
+
 /// The extension bytes ZODB stores for a transaction's extension dict:
 /// empty for an empty dict, else `zodbpickle` protocol 3 with memo. Python
 /// memoizes by object identity; the objects CPython shares for equal values
@@ -84,11 +98,15 @@ struct Encoder {
 
 impl Encoder {
     fn pickle(&mut self, value: &Value) {
+        self.header();
+        self.value(value);
+        self.out.push(op::STOP);
+    }
+
+    fn header(&mut self) {
         if self.dialect == Dialect::Proto3 {
             self.out.extend_from_slice(&[op::PROTO, 3]);
         }
-        self.value(value);
-        self.out.push(op::STOP);
     }
 
     fn value(&mut self, value: &Value) {
@@ -129,7 +147,7 @@ impl Encoder {
                 self.out.extend_from_slice(s.as_bytes());
                 self.memo_put(value);
             }
-            Value::Tuple(items) => self.tuple(value, items),
+            Value::Tuple(items) => self.tuple(Some(value), items.iter(), items.len()),
             Value::List(items) => {
                 self.out.push(op::EMPTY_LIST);
                 self.memo_put(value);
@@ -201,26 +219,34 @@ impl Encoder {
         }
     }
 
-    fn tuple(&mut self, value: &Value, items: &[Value]) {
-        if items.is_empty() {
+    /// `value` is the tuple itself when it may be memoized.
+    fn tuple<'v>(
+        &mut self,
+        value: Option<&Value>,
+        items: impl Iterator<Item = &'v Value>,
+        len: usize,
+    ) {
+        if len == 0 {
             // The empty tuple is a singleton and never memoized.
             self.out.push(op::EMPTY_TUPLE);
             return;
         }
-        let short = self.dialect == Dialect::Proto3 && items.len() <= 3;
+        let short = self.dialect == Dialect::Proto3 && len <= 3;
         if !short {
             self.out.push(op::MARK);
         }
         for item in items {
             self.value(item);
         }
-        self.out.push(match (short, items.len()) {
+        self.out.push(match (short, len) {
             (true, 1) => op::TUPLE1,
             (true, 2) => op::TUPLE2,
             (true, _) => op::TUPLE3,
             (false, _) => op::TUPLE,
         });
-        self.memo_put(value);
+        if let Some(value) = value {
+            self.memo_put(value);
+        }
     }
 
     /// Python 3 writes one item with the single opcode and otherwise
