@@ -211,17 +211,18 @@ impl Default for ServerConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    // The cause is the error's source; `{:#}` prints it after the path.
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Syntax {
         path: PathBuf,
         source: zconfig::SyntaxError,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Schema { path: PathBuf, source: SchemaError },
     #[error("configuration: {0}")]
     Layering(#[from] Box<figment::Error>),
