@@ -6,7 +6,8 @@ Data.fs, and are driven by the same drivers:
 
 1. `zeod bench` (native, Rust): hot loadBefore with 1, 4, 16 connections
    (one request in flight each, like a ZEO client thread) and 16x8
-   pipelined; commits with 1, 4, 8 writers of 1 object, 8 writers of 10.
+   pipelined; commits with 1, 4, 8 writers of 1 object, 8 writers of 10;
+   15 loading connections while one more commits (mixed).
 2. Real Python ZEO client processes (ClientStorage with its cache off for
    loads, ZODB transactions for commits): server CPU per operation, which
    stays comparable when the Python clients are the bottleneck.
@@ -48,6 +49,20 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def sched_seconds(pid):
+    """(on-CPU, runnable-but-waiting) seconds of all threads of pid, from
+    /proc/PID/task/*/schedstat: the wait shows a CPU-starved process."""
+    run = wait = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                r, w, _ = f.read().split()
+        except (OSError, ValueError):
+            continue  # the thread ended meanwhile
+        run, wait = run + int(r), wait + int(w)
+    return run / 1e9, wait / 1e9
 
 
 def rss_mib(pid):
@@ -110,10 +125,15 @@ class Server:
 def zeod_bench(zeod, server, *args):
     argv = [zeod, "bench", server.address, "--json", "--server-pid", str(server.pid)]
     argv += [str(a) for a in args]
+    (_, wait0), t0 = sched_seconds(server.pid), time.perf_counter()
     out = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    (_, wait1), wall = sched_seconds(server.pid), time.perf_counter() - t0
     if not out.stdout.strip():
         raise RuntimeError(f"zeod bench failed: {out.stderr}")
-    return json.loads(out.stdout)
+    result = json.loads(out.stdout)
+    for phase in result["phases"]:
+        phase["server_runqueue_wait_share"] = (wait1 - wait0) / wall
+    return result
 
 
 def python_clients(python, server, mode, processes, count, seconds):
@@ -129,11 +149,13 @@ def python_clients(python, server, mode, processes, count, seconds):
         if p.stdout.readline().strip() != "ready":
             raise RuntimeError(f"python {mode} client failed to connect")
     cpu0, t0 = server.cpu(), time.perf_counter()
+    _, wait0 = sched_seconds(server.pid)
     for p in procs:
         p.stdin.write("go\n")
         p.stdin.flush()
     results = [json.loads(p.stdout.readline()) for p in procs]
     server_cpu, wall = server.cpu() - cpu0, time.perf_counter() - t0
+    _, wait1 = sched_seconds(server.pid)
     for p in procs:
         p.stdin.close()
         p.wait(60)
@@ -144,25 +166,18 @@ def python_clients(python, server, mode, processes, count, seconds):
         "ops_per_sec": ops / max(r["seconds"] for r in results),
         "server_cpu_s": server_cpu,
         "server_cores": server_cpu / wall,
+        "server_runqueue_wait_share": (wait1 - wait0) / wall,
         "server_us_per_op": server_cpu * 1e6 / max(ops, 1),
         "client_us_per_op": sum(r["cpu"] for r in results) * 1e6 / max(ops, 1),
     }
 
 
 def ratio(python_figure, zeod_figure, higher_is_better):
-    if not python_figure or not zeod_figure:
+    """How many times better zeod's figure is; "-" where better is undefined."""
+    if not python_figure or not zeod_figure or higher_is_better is None:
         return "-"
     r = zeod_figure / python_figure if higher_is_better else python_figure / zeod_figure
     return f"{r:.2f}x"
-
-
-def print_table(title, rows):
-    """rows: (label, runzeo, zeod, higher_is_better, unit)."""
-    print(f"\n{title}")
-    print(f"  {'':<40} {'runzeo':>12} {'zeod':>12} {'zeod better by':>15}")
-    for label, py, rs, higher, fmt in rows:
-        print(f"  {label:<40} {fmt.format(py):>12} {fmt.format(rs):>12} "
-              f"{ratio(py, rs, higher):>15}")
 
 
 def native_phases(quick):
@@ -174,6 +189,8 @@ def native_phases(quick):
     runs = [(f"load c={c} P={p}", ["--phases", "load", "-c", c, "-P", p]) for c, p in loads]
     runs += [(f"commit c={c} k={k}",
               ["--phases", "commit", "-c", c, "--objects-per-txn", k]) for c, k in commits]
+    # Loads while one client commits: do reads queue behind commits?
+    runs.append(("mixed c=16 w=1", ["--phases", "mixed", "-c", 16, "--writers", 1]))
     return runs
 
 
@@ -189,7 +206,14 @@ def main():
     ap.add_argument("--keys", type=int, default=5000, help="objects the loads read")
     ap.add_argument("--json-out", help="also write all figures here")
     ap.add_argument("--workdir", help="keep files here instead of a temp dir")
+    ap.add_argument("--report", metavar="JSON", help="only print the tables of an "
+                    "earlier --json-out")
     args = ap.parse_args()
+    if args.report:
+        with open(args.report) as f:
+            results = json.load(f)
+        print_report(results, results["startup_objects"])
+        return
     seconds = args.seconds or (1.5 if args.quick else 4.0)
     objects = args.objects or (50_000 if args.quick else 200_000)
     work = args.workdir or tempfile.mkdtemp(prefix="zeod-compare-")
@@ -215,7 +239,11 @@ def main():
                     log(f"{kind}: zeod bench {label}")
                     report = zeod_bench(args.zeod, server, "--keys", args.keys,
                                         "-d", seconds, *bench_args)
-                    native[label] = report["phases"][0]
+                    if len(report["phases"]) == 1:
+                        native[label] = report["phases"][0]
+                    else:
+                        for row in report["phases"]:
+                            native[f"{label} {row['phase'].split('/')[-1]}"] = row
                 py = results["python"][kind] = {}
                 runs = [("load", 4, args.keys), ("commit", 2, 1)] if args.quick else \
                        [("load", 4, args.keys), ("load", 8, args.keys),
@@ -260,6 +288,7 @@ def main():
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
     results["total_seconds"] = time.perf_counter() - started
+    results["startup_objects"] = objects
 
     print_report(results, objects)
     if args.json_out:
@@ -267,63 +296,72 @@ def main():
             json.dump(results, f, indent=2)
 
 
+def pair(py, rs, fmt):
+    cell = lambda v: "-" if v is None else fmt.format(v)
+    return f"{cell(py)} / {cell(rs)}"
+
+
 def print_report(results, objects):
+    """Markdown tables: "runzeo / zeod" in each cell, ratios where higher
+    means zeod is better."""
     m = results["machine"]
     print(f"zeod vs runzeo on {m['cpus']} CPUs ({m['cpu']}, Linux {m['kernel']}), "
           f"load average {m['loadavg_at_start'][0]:.1f} at start; "
           f"{results['seconds_per_phase']}s per phase; {results['total_seconds']:.0f}s in all")
     nat = results["native"]
-    rows = []
+    print("\nNative driver (`zeod bench`, pickle); cells are runzeo / zeod\n")
+    print("| run | ops/s | zeod × | p50 ms | p99 ms | server µs/op | zeod × "
+          "| server cores | server starved | driver µs/op | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for label in nat["runzeo"]:
         py, rs = nat["runzeo"][label], nat["zeod"][label]
-        rows += [
-            (f"{label}: ops/s", py["ops_per_sec"], rs["ops_per_sec"], True, "{:.0f}"),
-            (f"{label}: p50 ms", py["latency_us"]["p50"] / 1e3,
-             rs["latency_us"]["p50"] / 1e3, False, "{:.3f}"),
-            (f"{label}: p99 ms", py["latency_us"]["p99"] / 1e3,
-             rs["latency_us"]["p99"] / 1e3, False, "{:.3f}"),
-            (f"{label}: server CPU us/op", py["server_cpu_us_per_op"],
-             rs["server_cpu_us_per_op"], False, "{:.1f}"),
-            (f"{label}: driver CPU us/op", py["client_cpu_us_per_op"],
-             rs["client_cpu_us_per_op"], False, "{:.1f}"),
-        ]
-        errors = py["errors"] + rs["errors"]
-        if errors:
-            rows.append((f"{label}: ERRORS", py["errors"], rs["errors"], False, "{}"))
-    print_table("Native driver (zeod bench, pickle)", rows)
+        print(f"| {label} "
+              f"| {pair(py['ops_per_sec'], rs['ops_per_sec'], '{:.0f}')} "
+              f"| {ratio(py['ops_per_sec'], rs['ops_per_sec'], True)} "
+              f"| {pair(py['latency_us']['p50'] / 1e3, rs['latency_us']['p50'] / 1e3, '{:.2f}')} "
+              f"| {pair(py['latency_us']['p99'] / 1e3, rs['latency_us']['p99'] / 1e3, '{:.2f}')} "
+              f"| {pair(py['server_cpu_us_per_op'], rs['server_cpu_us_per_op'], '{:.0f}')} "
+              f"| {ratio(py['server_cpu_us_per_op'], rs['server_cpu_us_per_op'], False)} "
+              f"| {pair(py['server_cpu_s'] / py['seconds'], rs['server_cpu_s'] / rs['seconds'], '{:.2f}')} "
+              f"| {pair(py.get('server_runqueue_wait_share'), rs.get('server_runqueue_wait_share'), '{:.2f}')} "
+              f"| {pair(py['client_cpu_us_per_op'], rs['client_cpu_us_per_op'], '{:.0f}')} "
+              f"| {py['errors']} / {rs['errors']} |")
 
     pyr = results["python"]
-    rows = []
+    print("\nPython ZEO 6 client processes; cells are runzeo / zeod\n")
+    print("| run | ops/s | zeod × | server µs/op | zeod × | server cores "
+          "| server starved | client µs/op | errors |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for label in pyr["runzeo"]:
         py, rs = pyr["runzeo"][label], pyr["zeod"][label]
-        rows += [
-            (f"{label}: ops/s", py["ops_per_sec"], rs["ops_per_sec"], True, "{:.0f}"),
-            (f"{label}: server CPU us/op", py["server_us_per_op"],
-             rs["server_us_per_op"], False, "{:.1f}"),
-            (f"{label}: server cores busy", py["server_cores"], rs["server_cores"],
-             False, "{:.2f}"),
-            (f"{label}: client CPU us/op", py["client_us_per_op"],
-             rs["client_us_per_op"], False, "{:.0f}"),
-        ]
-        if py["errors"] + rs["errors"]:
-            rows.append((f"{label}: ERRORS", py["errors"], rs["errors"], False, "{}"))
-    print_table("Python ZEO 6 client processes", rows)
+        print(f"| {label} "
+              f"| {pair(py['ops_per_sec'], rs['ops_per_sec'], '{:.0f}')} "
+              f"| {ratio(py['ops_per_sec'], rs['ops_per_sec'], True)} "
+              f"| {pair(py['server_us_per_op'], rs['server_us_per_op'], '{:.0f}')} "
+              f"| {ratio(py['server_us_per_op'], rs['server_us_per_op'], False)} "
+              f"| {pair(py['server_cores'], rs['server_cores'], '{:.2f}')} "
+              f"| {pair(py.get('server_runqueue_wait_share'), rs.get('server_runqueue_wait_share'), '{:.2f}')} "
+              f"| {pair(py['client_us_per_op'], rs['client_us_per_op'], '{:.0f}')} "
+              f"| {py['errors']} / {rs['errors']} |")
 
     st = results["startup"]
     py, rs = st["runzeo"], st["zeod"]
-    print_table(f"Start-up on a Data.fs of {objects} objects "
-                f"({py['datafs_mib']:.0f} MiB)", [
-        ("start, no index (rebuild) s", py["no_index"]["seconds"],
-         rs["no_index"]["seconds"], False, "{:.2f}"),
-        ("start, with index s", py["with_index"]["seconds"],
-         rs["with_index"]["seconds"], False, "{:.2f}"),
-        ("RSS after open (rebuilt) MiB", py["no_index"]["rss_mib"],
-         rs["no_index"]["rss_mib"], False, "{:.1f}"),
-        ("RSS after loads MiB", py["no_index"]["rss_after_loads_mib"],
-         rs["no_index"]["rss_after_loads_mib"], False, "{:.1f}"),
-        ("RSS after open with index MiB", py["with_index"]["rss_mib"],
-         rs["with_index"]["rss_mib"], False, "{:.1f}"),
-    ])
+    print(f"\nStart-up on a Data.fs of {objects} objects ({py['datafs_mib']:.0f} MiB)\n")
+    print("| figure | runzeo | zeod | zeod × |")
+    print("|---|---|---|---|")
+    for label, a, b, fmt in [
+        ("start, no index (rebuild), s", py["no_index"]["seconds"], rs["no_index"]["seconds"], "{:.2f}"),
+        ("start, with index, s", py["with_index"]["seconds"], rs["with_index"]["seconds"], "{:.2f}"),
+        ("RSS after open (rebuilt), MiB", py["no_index"]["rss_mib"], rs["no_index"]["rss_mib"], "{:.1f}"),
+        ("RSS after loads, MiB", py["no_index"]["rss_after_loads_mib"],
+         rs["no_index"]["rss_after_loads_mib"], "{:.1f}"),
+        ("RSS after open with index, MiB", py["with_index"]["rss_mib"],
+         rs["with_index"]["rss_mib"], "{:.1f}"),
+    ]:
+        print(f"| {label} | {fmt.format(a)} | {fmt.format(b)} | {ratio(a, b, False)} |")
+    print("\nzeod × = how many times better zeod's figure is (throughput higher, "
+          "latency/CPU/time/RSS lower). server starved = share of the wall time the "
+          "server's threads were runnable but had no CPU (schedstat).")
 
 
 if __name__ == "__main__":
