@@ -349,6 +349,7 @@ def test_announced_huge_frames_reserve_no_memory(zeod):
         raws.append(raw)
     time.sleep(1)
     grown = server.rss() - base
+    print("32 announced 1 GiB frames: memory +%d bytes" % grown)
     assert grown < MEMORY_SLACK, "server grew by %d bytes" % grown
     assert_serves(server)
     for raw in raws:
@@ -432,6 +433,8 @@ def test_client_that_pipelines_without_reading_is_throttled(zeod):
         pass
     time.sleep(1)
     grown = server.rss() - base
+    print("server stopped reading after %d requests; memory +%d bytes"
+          % (sent, grown))
     assert sent < 200000, "the server read 200000 requests without replying"
     assert grown < MEMORY_SLACK, "server grew by %d" % grown
     assert_serves(server)
