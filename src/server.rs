@@ -20,6 +20,7 @@ mod iterators;
 mod outbound;
 mod reads;
 mod status;
+mod txnlog;
 mod wire;
 
 use std::collections::BTreeMap;
@@ -99,6 +100,9 @@ pub(crate) struct Shared {
     start: String,
     /// Cancelled when the server shuts down.
     shutdown: CancellationToken,
+    /// Every task of the server (connections, background packs); shutdown
+    /// waits for them before the storages are closed.
+    tasks: TaskTracker,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,10 +156,11 @@ pub async fn run(
         storages: exported,
         start: status::ctime(unix_now),
         shutdown: CancellationToken::new(),
+        tasks: TaskTracker::new(),
         config,
     });
     let limit = Arc::new(Semaphore::new(shared.config.max_connections));
-    let tracker = TaskTracker::new();
+    let tracker = shared.tasks.clone();
     let next_id = AtomicU64::new(1);
     tracing::info!(address = %listener.local_address(), storages = ?shared.storages.keys().collect::<Vec<_>>(), "serving");
 

@@ -36,6 +36,7 @@ mod pack;
 mod read;
 pub mod refs;
 pub mod scan;
+mod transaction;
 mod undo;
 
 use blob::BlobDir;
@@ -255,7 +256,7 @@ struct Published {
     last_tid: Tid,
 }
 
-pub use commit::Transaction;
+pub use transaction::Transaction;
 
 impl FileStorage {
     /// Opens (or creates) `path`, takes `path.lock`, loads or rebuilds the

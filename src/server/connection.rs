@@ -14,11 +14,12 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use super::blobs::Upload;
-use super::commit::{LockState, PendingTxn};
+use super::commit::LockState;
 use super::dispatch::{self, Args, CallError};
 use super::exported::{ConnId, Exported, Peer};
 use super::iterators::Iterators;
 use super::outbound::{self, Outbound, Slot};
+use super::txnlog::PendingTxn;
 use super::wire;
 use super::Shared;
 use crate::protocol::FrameCodec;

@@ -349,7 +349,7 @@ impl Connection {
         };
         let gc = exported.pack_gc;
         let conn = self.id;
-        tokio::spawn(async move {
+        self.shared.tasks.spawn(async move {
             let storage = exported.storage.clone();
             tracing::info!(storage = %exported.name, conn, pack_time = when, "pack started");
             let result = blocking(move || storage.pack(Tid::from_unix(when), gc)).await;
