@@ -393,6 +393,9 @@ fn resolve(
                 pack_gc: s.pack_gc.unwrap_or(defaults.pack_gc),
                 pack_keep_old: s.pack_keep_old.unwrap_or(defaults.pack_keep_old),
                 quota: s.quota,
+                // With client-conflict-resolution the clients resolve; the
+                // storage must hand every conflict back untouched.
+                resolve_conflicts: !layer.client_conflict_resolution.unwrap_or(false),
                 ..defaults
             },
         });

@@ -19,11 +19,13 @@
 //! - [`server`]: the tokio server — accept loop, one task per connection,
 //!   dispatch of requests to the storage, commit lock, invalidations.
 //! - [`health`]: `zeod health`, a ZEO handshake + `ruok` probe.
+//! - [`bench`]: `zeod bench`, a native ZEO load generator for any server.
 //! - [`telemetry`]: tracing-subscriber setup.
 //! - [`init`]: `zeod init`, the renderer containers' PID 1 — config
 //!   templating, child supervision, reaping, reload on change. It imports
 //!   nothing from the server side.
 
+pub mod bench;
 pub mod check;
 pub mod config;
 pub mod conflict;

@@ -25,6 +25,8 @@ enum Command {
     Health(zeod::health::HealthArgs),
     /// Check a Data.fs for consistency, like Python's fstest.
     Check(zeod::check::CheckArgs),
+    /// Load-test a ZEO server (runzeo or zeod): loads, commits, latency.
+    Bench(zeod::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => report(zeod::server::main(args)),
         Command::Health(args) => report(zeod::health::main(args)),
         Command::Check(args) => report(zeod::check::main(args)),
+        Command::Bench(args) => report(zeod::bench::main(args)),
     }
 }
 

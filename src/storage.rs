@@ -14,6 +14,25 @@
 //! it, and `tpc_begin` returns `Error::TransactionInProgress` otherwise.
 //! A committed transaction becomes visible to reads only when
 //! `tpc_finish` returns, after it is durable (fsync unless disabled).
+//!
+//! # Layout (in reading order)
+//!
+//! - [`format`]: the on-disk records (ASCII tables) and `pread` helpers.
+//! - [`index`]: oid → position, fsIndex-shaped, ~8 bytes per object.
+//! - [`index_file`]: the `.index` pickles Python reads and writes.
+//! - `lockfile`: `Data.fs.lock`, zc.lockfile's protocol.
+//! - [`scan`]: building the index by reading the file; tail recovery rules.
+//! - `open`: magic, index load/validation/rebuild, cutting a crashed tail.
+//! - `read`, `iter`: loads, history, undo log, the transaction iterator.
+//! - `transaction`, `commit`, `undo`: the write path.
+//! - `blob`: the blob directory layout.
+//! - [`refs`], `pack`: references in pickles; pack with GC.
+//!
+//! Differences from Python's FileStorage, all deliberate: `load_before` of
+//! a deletion is `PosKey` (Python returns empty data); no conflict
+//! resolution (`Conflict` is returned; ZEO clients can resolve); pack
+//! tolerates dangling references and back pointers into dropped revisions
+//! where ZODB raises.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -36,6 +55,7 @@ mod pack;
 mod read;
 pub mod refs;
 pub mod scan;
+mod transaction;
 mod undo;
 
 use blob::BlobDir;
@@ -255,7 +275,7 @@ struct Published {
     last_tid: Tid,
 }
 
-pub use commit::Transaction;
+pub use transaction::Transaction;
 
 impl FileStorage {
     /// Opens (or creates) `path`, takes `path.lock`, loads or rebuilds the

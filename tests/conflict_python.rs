@@ -6,7 +6,7 @@
 //! the same BTreesConflictError reason when Python gives one.
 //!
 //! Needs ZEOD_PYTHON (the venv of tests/python/venv.sh; the python stage
-//! sets it). ZEOD_CONFLICT_CASES (cases per family and kind, default 30)
+//! sets it). ZEOD_CONFLICT_CASES (cases per family and kind, default 20)
 //! and ZEOD_CONFLICT_SEED (default 1) vary the run.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failed test
@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use zeod::conflict::{try_resolve, Unresolved};
+use zeod::conflict::{try_resolve, Unresolved, FAMILIES};
 use zeod::ids::Oid;
 
 const SCRIPT: &str = concat!(
@@ -48,7 +48,7 @@ fn resolution_matches_python_btrees() {
         );
         return;
     };
-    let per_kind = env_or("ZEOD_CONFLICT_CASES", "30");
+    let per_kind = env_or("ZEOD_CONFLICT_CASES", "20");
     let seed = env_or("ZEOD_CONFLICT_SEED", "1");
     let out = Command::new(&python)
         .args([SCRIPT, "generate", &per_kind, &seed])
@@ -63,6 +63,7 @@ fn resolution_matches_python_btrees() {
         .collect();
 
     let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
+    let mut resolved_classes = std::collections::BTreeSet::new();
     let mut mismatches = Vec::new();
     let mut pairs = Vec::new();
     let mut identical = 0;
@@ -90,6 +91,7 @@ fn resolution_matches_python_btrees() {
                     ));
                 }
                 pairs.push((case, theirs.to_string(), to_hex(mine)));
+                resolved_classes.insert(case["class"].as_str().unwrap().to_string());
                 *outcomes.entry(format!("{kind} resolved")).or_default() += 1;
                 true
             }
@@ -162,7 +164,17 @@ fn resolution_matches_python_btrees() {
         cases.len(),
         mismatches.join("\n")
     );
-    // The generator must exercise both outcomes and many reasons.
+    // The generator must exercise both outcomes, many reasons, and every
+    // class of the table.
+    for family in FAMILIES {
+        for kind in ["Bucket", "Set", "BTree", "TreeSet"] {
+            let class = format!("BTrees.{p}BTree.{p}{kind}", p = family.prefix);
+            assert!(
+                resolved_classes.contains(&class),
+                "no resolved {class} case"
+            );
+        }
+    }
     assert!(pairs.len() > 100, "too few resolved cases");
     let reasons = outcomes.keys().filter(|k| k.contains("reason")).count();
     assert!(

@@ -6,8 +6,8 @@
 use base64::Engine;
 
 use super::blob::is_blob_record;
-use super::commit::Transaction;
 use super::format::{DataHeader, STATUS_DONE};
+use super::transaction::Transaction;
 use super::{Error, FileStorage, Result};
 use crate::ids::{Oid, Tid};
 

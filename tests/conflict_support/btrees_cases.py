@@ -302,8 +302,8 @@ def cases(rnd, n):
                         elif present and r < 0.7:
                             t[rnd.choice(present)] = keys.value(rs)
                         else:
-                            n = rnd.randrange(25)
-                            t[split_key(family, n)] = keys.value(rs)
+                            k = rnd.randrange(25)
+                            t[split_key(family, k)] = keys.value(rs)
             else:
                 mutate(rnd, obj, keys, refs, mapping, ops[0])
                 mutate(rnd, obj2, keys, refs2, mapping, ops[1])

@@ -11,6 +11,7 @@ project name, ports and extra compose files come from the environment:
   ZEOD_E2E_ONLY           run only the tests whose names contain this
 """
 
+import base64
 import json
 import os
 import socket
@@ -27,6 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 PROJECT = os.environ.get("ZEOD_E2E_PROJECT", "zeod-e2e")
 COMPOSE_FILES = os.environ.get("ZEOD_E2E_COMPOSE_FILES", "compose/compose.yaml").split(":")
 ZEOD_IMAGE_LIMIT = 10 * 1000 * 1000
+ADMIN_PASSWORD = "e2e-secret"
 # Generous: the point is that things happen by themselves, not how fast.
 SETTLE_TIMEOUT = 90
 
@@ -49,6 +51,7 @@ class Stack:
             ZEOD_HTTP_PORT=str(self.http_port),
             ZEOD_RO_HTTP_ADDR="127.0.0.1",
             ZEOD_RO_HTTP_PORT=str(self.ro_port),
+            ZEOD_ADMIN_PASSWORD=ADMIN_PASSWORD,
         )
         self.lb_url = f"http://127.0.0.1:{self.http_port}"
         self.ro_url = f"http://127.0.0.1:{self.ro_port}"
@@ -186,7 +189,7 @@ class Load:
     def _run(self):
         while not self._stop.is_set():
             try:
-                response = request(self.url, timeout=15)
+                response = request(self.url, timeout=30)
                 if response.status == 200:
                     self.ok += 1
                     self.renderers.add(response.headers["X-Zeod-Renderer"])
@@ -221,6 +224,17 @@ def test_up_from_nothing(stack):
     assert "Served by renderer" in page.body, page.body[:500]
     assert page.headers["X-Zeod-Renderer"] in page.body
     assert get(stack.lb_url + "/ok").body.strip() == "OK"
+    # ZEOD_ADMIN_PASSWORD made a Manager: the ZMI lets admin in, nobody else.
+    assert request(stack.lb_url + "/manage_main").status == 401
+    credentials = base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()
+    req = urllib.request.Request(stack.lb_url + "/manage_main",
+                                 headers={"Authorization": f"Basic {credentials}"})
+    with OPENER.open(req, timeout=10) as r:
+        assert r.status == 200 and b"demo" in r.read()
+    # The storage node is the zeod image, healthy by its own `zeod health`.
+    zeo = stack.containers("zeo")[0]
+    image, health = docker("inspect", "-f", "{{.Config.Image}} {{.State.Health.Status}}", zeo).split()
+    assert (image, health) == (zeo_image(stack), "healthy"), (image, health)
 
 
 def test_content_added_on_one_renderer_is_seen_on_another(stack):
@@ -326,15 +340,15 @@ def test_header_affinity_maps_a_host_to_one_renderer(stack):
         stack.env["ZEOD_LB_AFFINITY"] = "header"
         stack.up(renderers=2)
         by_host = {}
-        for host in [f"site{i}.example" for i in range(8)]:
+        for host in [f"site{i}.example" for i in range(16)]:
             served = set()
-            for _ in range(4):
+            for _ in range(3):
                 req = urllib.request.Request(stack.lb_url + "/demo/notes_json", headers={"Host": host})
                 with OPENER.open(req, timeout=10) as r:
                     served.add(r.headers["X-Zeod-Renderer"])
             assert len(served) == 1, (host, served)
             by_host[host] = served.pop()
-        assert len(set(by_host.values())) == 2, f"8 hosts all hashed to one renderer: {by_host}"
+        assert len(set(by_host.values())) == 2, f"16 hosts all hashed to one renderer: {by_host}"
     finally:
         del stack.env["ZEOD_LB_AFFINITY"]
         stack.up(renderers=2)

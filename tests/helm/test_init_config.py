@@ -14,12 +14,10 @@ Needs $ZEOD_BIN (the zeod binary; tests/helm/run builds it if missing).
 import os
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
-import yaml
 
-from test_chart import HERE, SCENARIOS, containers, env, render
+from manifests import HERE, SCENARIOS, containers, render
 
 ROOT = HERE.parent.parent
 ZEOD = os.environ.get("ZEOD_BIN")

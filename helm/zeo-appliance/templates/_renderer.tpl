@@ -160,7 +160,13 @@ spec:
   {{- end }}
   {{- with $r.topologySpreadConstraints }}
   topologySpreadConstraints:
-    {{- toYaml . | nindent 4 }}
+    {{- range . }}
+    {{- $c := deepCopy . }}
+    {{- if not (hasKey $c "labelSelector") }}
+    {{- $_ := set $c "labelSelector" (dict "matchLabels" (include "zeo-appliance.selectorLabels" $ctx | fromYaml)) }}
+    {{- end }}
+    - {{ toYaml $c | nindent 6 | trim }}
+    {{- end }}
   {{- end }}
 {{- end }}
 
