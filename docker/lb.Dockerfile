@@ -27,14 +27,16 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends haproxy \
  && rm -rf /var/lib/apt/lists/* \
  && mkdir -p /usr/local/etc/haproxy \
- && chown haproxy:haproxy /usr/local/etc/haproxy
+ && chown 65534:65534 /usr/local/etc/haproxy
 COPY --from=zeod /zeod /usr/local/bin/zeod
 COPY docker/renderer/templates/haproxy.cfg /etc/zeod/templates/
 COPY docker/lb/init.toml /etc/zeod/init.toml
 COPY docker/lb/healthcheck.sh /usr/local/bin/lb-healthcheck
 ENV ZEOD_INIT_CONFIG=/etc/zeod/init.toml
 
-USER haproxy
+# nobody: haproxy needs no privileges to bind 8080; numeric, so runtimes
+# that check runAsNonRoot can see it.
+USER 65534:65534
 EXPOSE 8080 1936
 HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 CMD ["/usr/local/bin/lb-healthcheck"]
 ENTRYPOINT ["/usr/local/bin/zeod", "init", "--templates", "/etc/zeod/templates", "--"]

@@ -62,7 +62,7 @@ COPY docker/renderer/bootstrap.py docker/renderer/healthcheck.py /usr/local/shar
 USER 500:500
 WORKDIR /app
 EXPOSE 8080
-HEALTHCHECK --interval=5s --timeout=4s --start-period=60s --retries=3 \
+HEALTHCHECK --interval=5s --timeout=4s --start-period=120s --retries=3 \
     CMD ["/opt/zope/bin/python", "/usr/local/share/zeod/healthcheck.py"]
 ENTRYPOINT ["/usr/local/bin/zeod", "init", "--templates", "/etc/zeod/templates", "--"]
 CMD ["runwsgi", "/app/etc/zope.ini"]

@@ -21,11 +21,12 @@
 //! `ZEO_MSGPACK` (non-empty) turns msgpack on when nothing else set it, as
 //! with runzeo.
 
+mod address;
+mod env;
 mod schema;
 pub mod zconfig;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -37,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use crate::storage::OpenOptions;
 use crate::telemetry::LogFormat;
 
+pub use address::Address;
 pub use schema::SchemaError;
 
 /// Default listening address, as in the ZEO documentation.
@@ -117,6 +119,11 @@ pub struct Layer {
     /// `text` or `json` (kept as text so the layer stays plain data).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<String>,
+    /// `<eventlog><logfile> path`: a copy of the log in Python's format.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eventlog: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eventlog_level: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub storages: BTreeMap<String, StorageLayer>,
 }
@@ -138,57 +145,6 @@ pub struct StorageLayer {
     pub pack_gc: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pack_keep_old: Option<bool>,
-}
-
-/// Where the server listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Address {
-    Tcp(SocketAddr),
-    Unix(PathBuf),
-}
-
-impl Address {
-    /// runzeo's forms: `PORT`, `:PORT`, `HOST:PORT`, `[V6]:PORT`, or a path
-    /// (anything containing `/`).
-    pub fn parse(text: &str) -> Result<Address, ConfigError> {
-        let text = text.trim();
-        let bad = || ConfigError::Address {
-            address: text.to_string(),
-        };
-        if text.contains('/') {
-            return Ok(Address::Unix(PathBuf::from(text)));
-        }
-        let (host, port) = match text.rsplit_once(':') {
-            Some((host, port)) => (host, port),
-            None => ("", text),
-        };
-        let port: u16 = port.parse().map_err(|_| bad())?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let host = match host {
-            "" => "0.0.0.0",
-            "localhost" => "127.0.0.1",
-            host => host,
-        };
-        if let Ok(ip) = host.parse() {
-            return Ok(Address::Tcp(SocketAddr::new(ip, port)));
-        }
-        use std::net::ToSocketAddrs;
-        (host, port)
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next())
-            .map(Address::Tcp)
-            .ok_or_else(bad)
-    }
-}
-
-impl fmt::Display for Address {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Address::Tcp(addr) => write!(f, "{addr}"),
-            Address::Unix(path) => write!(f, "{}", path.display()),
-        }
-    }
 }
 
 /// One storage to serve.
@@ -220,6 +176,8 @@ pub struct ServerConfig {
     pub max_frame_size: usize,
     pub max_connections: usize,
     pub log_format: LogFormat,
+    /// zeo.conf `<eventlog>`: log file (Python's line format) and level.
+    pub eventlog: Option<(PathBuf, String)>,
     /// In name order.
     pub storages: Vec<StorageConfig>,
     /// `--test`: set up and exit.
@@ -243,6 +201,7 @@ impl Default for ServerConfig {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE as usize,
             max_connections: DEFAULT_MAX_CONNECTIONS as usize,
             log_format: LogFormat::Text,
+            eventlog: None,
             storages: Vec::new(),
             test: false,
             notes: Vec::new(),
@@ -252,17 +211,18 @@ impl Default for ServerConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    // The cause is the error's source; `{:#}` prints it after the path.
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Syntax {
         path: PathBuf,
         source: zconfig::SyntaxError,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Schema { path: PathBuf, source: SchemaError },
     #[error("configuration: {0}")]
     Layering(#[from] Box<figment::Error>),
@@ -312,7 +272,7 @@ impl ServerConfig {
         if let Some(path) = &args.configure {
             figment = figment.merge(Serialized::defaults(file_layer(path, &mut notes)?));
         }
-        figment = figment.merge(Serialized::defaults(env_layer(vars.into_iter())?));
+        figment = figment.merge(Serialized::defaults(env::env_layer(vars.into_iter())?));
         figment = figment.merge(Serialized::defaults(cli_layer(args)));
         let layer: Layer = figment
             .extract()
@@ -338,88 +298,6 @@ fn file_layer(path: &Path, notes: &mut schema::Notes) -> Result<Layer, ConfigErr
         path: path.to_path_buf(),
         source,
     })
-}
-
-/// The `ZEOD_*` variables among `vars`, as a layer; names zeod does not
-/// know are left alone (other tools share the prefix).
-fn env_layer(vars: impl Iterator<Item = (String, String)>) -> Result<Layer, ConfigError> {
-    let mut layer = Layer::default();
-    for (var, value) in vars {
-        let Some(key) = var
-            .get(..5)
-            .filter(|p| p.eq_ignore_ascii_case("ZEOD_"))
-            .map(|_| var[5..].to_ascii_lowercase())
-        else {
-            continue;
-        };
-        let bad = |expected: &'static str| ConfigError::Env {
-            var: var.clone(),
-            value: value.clone(),
-            expected,
-        };
-        let boolean = || schema::parse_bool(&value).ok_or_else(|| bad("true or false"));
-        let number = || {
-            value
-                .trim()
-                .parse::<u64>()
-                .map_err(|_| bad("a whole number"))
-        };
-        let seconds = || {
-            value
-                .trim()
-                .parse::<f64>()
-                .map_err(|_| bad("a number of seconds"))
-        };
-        match key.as_str() {
-            "address" => layer.address = Some(value.clone()),
-            "read_only" => layer.read_only = Some(boolean()?),
-            "invalidation_queue_size" => layer.invalidation_queue_size = Some(number()?),
-            "invalidation_age" => layer.invalidation_age = Some(seconds()?),
-            "transaction_timeout" => layer.transaction_timeout = Some(seconds()?),
-            "pid_file" => layer.pid_file = Some(value.clone().into()),
-            "client_conflict_resolution" => layer.client_conflict_resolution = Some(boolean()?),
-            "msgpack" => layer.msgpack = Some(boolean()?),
-            "max_frame_size" => layer.max_frame_size = Some(number()?),
-            "max_connections" => layer.max_connections = Some(number()?),
-            "log_format" => {
-                parse_log_format(&value).ok_or_else(|| bad("text or json"))?;
-                layer.log_format = Some(value.trim().to_ascii_lowercase());
-            }
-            _ => {
-                let Some((name, field)) = key.strip_prefix("storage_").and_then(|rest| {
-                    // The name keeps its case: storage names are case-sensitive.
-                    let original = &var[5 + "storage_".len()..];
-                    let at = rest.find('_')?;
-                    Some((original[..at].to_string(), rest[at + 1..].to_string()))
-                }) else {
-                    continue;
-                };
-                if name.is_empty() {
-                    continue;
-                }
-                let storage = layer.storages.entry(name).or_default();
-                match field.as_str() {
-                    "path" => storage.path = Some(value.clone().into()),
-                    "blob_dir" => storage.blob_dir = Some(value.clone().into()),
-                    "read_only" => storage.read_only = Some(boolean()?),
-                    "create" => storage.create = Some(boolean()?),
-                    "quota" => storage.quota = Some(number()?),
-                    "pack_gc" => storage.pack_gc = Some(boolean()?),
-                    "pack_keep_old" => storage.pack_keep_old = Some(boolean()?),
-                    _ => return Err(bad("a storage key: PATH, BLOB_DIR, READ_ONLY, CREATE, QUOTA, PACK_GC or PACK_KEEP_OLD")),
-                }
-            }
-        }
-    }
-    Ok(layer)
-}
-
-fn parse_log_format(value: &str) -> Option<LogFormat> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "text" => Some(LogFormat::Text),
-        "json" => Some(LogFormat::Json),
-        _ => None,
-    }
 }
 
 fn cli_layer(args: &ServeArgs) -> Layer {
@@ -515,6 +393,9 @@ fn resolve(
                 pack_gc: s.pack_gc.unwrap_or(defaults.pack_gc),
                 pack_keep_old: s.pack_keep_old.unwrap_or(defaults.pack_keep_old),
                 quota: s.quota,
+                // With client-conflict-resolution the clients resolve; the
+                // storage must hand every conflict back untouched.
+                resolve_conflicts: !layer.client_conflict_resolution.unwrap_or(false),
                 ..defaults
             },
         });
@@ -546,8 +427,14 @@ fn resolve(
         log_format: layer
             .log_format
             .as_deref()
-            .and_then(parse_log_format)
+            .and_then(env::parse_log_format)
             .unwrap_or_default(),
+        eventlog: layer.eventlog.map(|path| {
+            (
+                path,
+                layer.eventlog_level.unwrap_or_else(|| "INFO".to_string()),
+            )
+        }),
         storages,
         test,
         notes,

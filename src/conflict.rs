@@ -12,7 +12,7 @@
 //! ```
 
 use crate::ids::Oid;
-use crate::record::{self, dismantle, Reader, RecordError, Value};
+use crate::record::{self, Reader, RecordError, Value};
 
 mod bucket;
 pub mod classes;
@@ -59,25 +59,15 @@ pub fn try_resolve(
 
 fn resolve_records(old: &[u8], committed: &[u8], new: &[u8]) -> Result<Vec<u8>, Unresolved> {
     // One reader: equal persistent ids in the three records become one
-    // reference, as with ZODB's PersistentReferenceFactory.
+    // reference, as with ZODB's PersistentReferenceFactory. The states
+    // load in ZODB's order: new, old, committed.
     let mut reader = Reader::interning();
     let (meta, new_state) = record::parse_pickles(&mut reader, new)?;
-    let states = class_kind(&meta).and_then(|kind| {
-        let (_, old_state) = record::parse_pickles(&mut reader, old)?;
-        let (_, committed_state) = record::parse_pickles(&mut reader, committed)?;
-        let resolved = resolve_state(kind, &old_state, &committed_state, &new_state);
-        dismantle(old_state);
-        dismantle(committed_state);
-        resolved
-    });
-    let out = states.and_then(|state| {
-        let bytes = record::write(&meta, &state)?;
-        dismantle(state);
-        Ok(bytes)
-    });
-    dismantle(meta);
-    dismantle(new_state);
-    out
+    let kind = class_kind(&meta)?;
+    let (_, old_state) = record::parse_pickles(&mut reader, old)?;
+    let (_, committed_state) = record::parse_pickles(&mut reader, committed)?;
+    let state = resolve_state(kind, &old_state, &committed_state, &new_state)?;
+    Ok(record::write(&meta, &state)?)
 }
 
 fn class_kind(meta: &Value) -> Result<Kind, Unresolved> {

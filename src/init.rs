@@ -19,6 +19,7 @@
 //!
 //! Nothing here imports the storage, server or protocol: PID 1 stays small.
 
+mod preflight;
 mod reaper;
 mod rotate;
 mod settings;
@@ -72,7 +73,8 @@ pub struct InitArgs {
     /// Overall limit of --wait-for, like 60s [settings: wait_timeout].
     #[arg(long)]
     pub wait_timeout: Option<String>,
-    /// Start COMMAND in its own process group and signal the whole group.
+    /// Start COMMAND in its own process group and signal the whole group
+    /// (not for interactive use: the group is not given the terminal).
     #[arg(long)]
     pub process_group: bool,
     /// Do not watch the config file and templates.
@@ -97,6 +99,8 @@ pub enum Error {
     #[error("{0}")]
     Template(#[from] template::Error),
     #[error("{0}")]
+    Preflight(#[from] preflight::Error),
+    #[error("{0}")]
     Wait(#[from] wait::Error),
     #[error("{0}")]
     Spawn(#[from] supervisor::SpawnError),
@@ -111,7 +115,9 @@ pub enum Error {
 impl Error {
     fn exit_code(&self) -> u8 {
         match self {
-            Error::Settings(_) | Error::Template(_) | Error::NoCommand => EX_CONFIG,
+            Error::Settings(_) | Error::Template(_) | Error::Preflight(_) | Error::NoCommand => {
+                EX_CONFIG
+            }
             Error::Wait(wait::Error::Timeout { .. }) => EX_UNAVAILABLE,
             Error::Wait(wait::Error::Interrupted(signal, _)) => {
                 u8::try_from(128 + *signal as i32).unwrap_or(255)
@@ -159,6 +165,7 @@ fn run(args: InitArgs, blocked: nix::sys::signal::SigSet) -> Result<u8, Error> {
     if !args.render_only && args.command.is_empty() {
         return Err(Error::NoCommand);
     }
+    preflight::check(&settings)?;
     let rendered = template::render_all(&settings)?;
     for r in &rendered {
         tracing::info!(template = %r.template, output = %r.output.display(), changed = r.changed, "rendered");

@@ -22,6 +22,8 @@ use std::rc::Rc;
 
 use crate::ids::Oid;
 
+mod build;
+mod literal;
 mod read;
 mod refs;
 mod write;

@@ -14,6 +14,25 @@
 //! it, and `tpc_begin` returns `Error::TransactionInProgress` otherwise.
 //! A committed transaction becomes visible to reads only when
 //! `tpc_finish` returns, after it is durable (fsync unless disabled).
+//!
+//! # Layout (in reading order)
+//!
+//! - [`format`]: the on-disk records (ASCII tables) and `pread` helpers.
+//! - [`index`]: oid → position, fsIndex-shaped, ~8 bytes per object.
+//! - [`index_file`]: the `.index` pickles Python reads and writes.
+//! - `lockfile`: `Data.fs.lock`, zc.lockfile's protocol.
+//! - [`scan`]: building the index by reading the file; tail recovery rules.
+//! - `open`: magic, index load/validation/rebuild, cutting a crashed tail.
+//! - `read`, `iter`: loads, history, undo log, the transaction iterator.
+//! - `transaction`, `commit`, `undo`: the write path.
+//! - `blob`: the blob directory layout.
+//! - [`refs`], `pack`: references in pickles; pack with GC.
+//!
+//! Differences from Python's FileStorage, all deliberate: `load_before` of
+//! a deletion is `PosKey` (Python returns empty data); no conflict
+//! resolution (`Conflict` is returned; ZEO clients can resolve); pack
+//! tolerates dangling references and back pointers into dropped revisions
+//! where ZODB raises.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -32,8 +51,11 @@ pub mod index_file;
 mod iter;
 mod lockfile;
 mod open;
+mod pack;
 mod read;
+pub mod refs;
 pub mod scan;
+mod transaction;
 mod undo;
 
 use blob::BlobDir;
@@ -55,6 +77,10 @@ pub struct OpenOptions {
     pub pack_keep_old: bool,
     /// FileStorageQuotaError above this size.
     pub quota: Option<u64>,
+    /// Resolve write conflicts on BTrees and `BTrees.Length` in `store`
+    /// (see [`crate::conflict`]); off for zeo.conf
+    /// `client-conflict-resolution true`, where clients resolve.
+    pub resolve_conflicts: bool,
 }
 
 impl Default for OpenOptions {
@@ -67,6 +93,7 @@ impl Default for OpenOptions {
             pack_gc: true,
             pack_keep_old: true,
             quota: None,
+            resolve_conflicts: true,
         }
     }
 }
@@ -220,7 +247,6 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// `published.end` and publishes new positions after the fsync.
 pub struct FileStorage {
     path: PathBuf,
-    file: File,
     read_only: bool,
     options: OpenOptions,
     published: RwLock<Published>,
@@ -232,18 +258,24 @@ pub struct FileStorage {
     busy: Arc<AtomicBool>,
     lock: Mutex<Option<LockFile>>,
     closed: AtomicBool,
+    /// A pack is running (one at a time).
+    packing: AtomicBool,
+    /// The pack holds `busy` for its final copy and rename; commits wait.
+    pack_holds_busy: AtomicBool,
     blobs: Option<BlobDir>,
 }
 
-/// What readers may see: only finished, durable transactions.
+/// What readers may see: only finished, durable transactions. The file
+/// handle lives here too because a pack replaces file and index together.
 struct Published {
+    file: Arc<File>,
     index: Index,
     /// End of the last finished transaction (`getSize`).
     end: u64,
     last_tid: Tid,
 }
 
-pub use commit::Transaction;
+pub use transaction::Transaction;
 
 impl FileStorage {
     /// Opens (or creates) `path`, takes `path.lock`, loads or rebuilds the
@@ -380,7 +412,10 @@ impl FileStorage {
     }
 
     /// `serial` is the tid the client read (`Tid::ZERO` for a new object).
-    /// `Conflict` when the current tid differs.
+    /// When the current tid differs, the conflict is resolved if
+    /// `resolve_conflicts` is on and the class is one [`crate::conflict`]
+    /// knows (the merged record is stored, the oid goes to `tpc_vote`'s
+    /// answer); otherwise `Conflict`.
     pub fn store(&self, txn: &mut Transaction, oid: Oid, serial: Tid, data: &[u8]) -> Result<()> {
         commit::store(self, txn, oid, serial, data)
     }
@@ -460,21 +495,25 @@ impl FileStorage {
 
     /// Pack to `pack_time` (a tid), with GC unless `gc` is false.
     pub fn pack(&self, pack_time: Tid, gc: bool) -> Result<()> {
-        let _ = (pack_time, gc);
-        Err(Error::BadArgument("pack is not implemented yet".into()))
+        pack::pack(self, pack_time, gc)
     }
 
-    fn reader(&self) -> Reader<'_> {
-        Reader::new(&self.file, &self.path)
+    fn reader<'a>(&'a self, file: &'a File) -> Reader<'a> {
+        Reader::new(file, &self.path)
     }
 
-    /// Position of the current record of `oid`, or `PosKey`.
-    fn lookup(&self, oid: Oid) -> Result<u64> {
-        self.published
-            .read()
-            .index
-            .get(oid)
-            .ok_or(Error::PosKey(oid))
+    /// The published end and the file it belongs to, taken together.
+    fn snapshot(&self) -> (Arc<File>, u64) {
+        let p = self.published.read();
+        (Arc::clone(&p.file), p.end)
+    }
+
+    /// Position of the current record of `oid` and the file it is in, or
+    /// `PosKey`.
+    fn locate(&self, oid: Oid) -> Result<(u64, Arc<File>)> {
+        let p = self.published.read();
+        let pos = p.index.get(oid).ok_or(Error::PosKey(oid))?;
+        Ok((pos, Arc::clone(&p.file)))
     }
 
     /// Saves the index as of the last finished transaction. Taken under

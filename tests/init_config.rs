@@ -363,3 +363,74 @@ fn a_missing_command_exits_127() {
         stderr(&out)
     );
 }
+
+#[test]
+fn user_drops_root_before_exec_of_the_child() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("not root: --user is not exercised");
+        return;
+    }
+    let s = Setup::new("x\n");
+    let out = s.init(
+        &[("ZEOD_INIT_REQUIRED", "")],
+        &[
+            "--user",
+            "1234:5678",
+            "--",
+            "sh",
+            "-c",
+            "id -u; id -g; id -G",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // No supplementary group of root's survives.
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1234\n5678\n5678\n");
+
+    let out = s.init(
+        &[("ZEOD_INIT_REQUIRED", "")],
+        &["--user", "plone", "--", "true"],
+    );
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        stderr(&out).contains("--user: expected a numeric uid:gid like 500:500, got 'plone'"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_blob_dir_layout_contradicting_shared_blob_dir_stops_init() {
+    let s = Setup::new("x\n");
+    let blobs = s.path("blobs");
+    fs::create_dir(&blobs).unwrap();
+    let blob_dir = blobs.to_str().unwrap();
+    let run = |shared: &str| {
+        s.init(
+            &[
+                ("ZEO_ADDRESS", "zeo:8100"),
+                ("ZEO_SHARED_BLOB_DIR", shared),
+                ("ZEOD_INIT_ZEO__BLOB_DIR", blob_dir),
+            ],
+            &["--render-only"],
+        )
+    };
+    // The server's directory used as a private cache, and the reverse.
+    fs::write(blobs.join(".layout"), "bushy\n").unwrap();
+    let out = run("off");
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        stderr(&out).contains("ZEO_SHARED_BLOB_DIR is off, but"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(run("on").status.success());
+    fs::write(blobs.join(".layout"), "zeocache\n").unwrap();
+    let out = run("on");
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        stderr(&out).contains("ZEO_SHARED_BLOB_DIR is on, but"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(run("off").status.success());
+}

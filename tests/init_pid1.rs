@@ -285,3 +285,33 @@ fn orphans_are_reaped_as_pid1() {
 fn orphans_are_reaped_as_a_subreaper() {
     orphans_are_reaped(false);
 }
+
+#[test]
+fn process_group_mode_signals_the_whole_group() {
+    if !unshare_available() {
+        return;
+    }
+    // The child starts a grandchild; both record SIGUSR1.
+    let script = r#"
+        trap 'echo child >> $DIR/got' USR1
+        sh -c 'trap "echo grandchild >> $DIR/got" USR1; echo ready > $DIR/ready2; while :; do sleep 0.05; done' &
+        echo ready > $DIR/ready
+        while :; do sleep 0.05; done
+    "#;
+    for (group, expected) in [(false, "child\n"), (true, "child\ngrandchild\n")] {
+        let extra: &[&str] = if group { &["--process-group"] } else { &[] };
+        let init = Init::start(true, extra, script);
+        wait_for_file(&init.file("ready"), "ready");
+        wait_for_file(&init.file("ready2"), "ready");
+        init.signal(Signal::SIGUSR1);
+        wait_for_file(&init.file("got"), "child");
+        sleep(Duration::from_millis(500));
+        let mut got: Vec<_> = fs::read_to_string(init.file("got"))
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        got.sort();
+        assert_eq!(got.join("\n") + "\n", expected, "--process-group {group}");
+    }
+}

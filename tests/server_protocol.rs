@@ -298,4 +298,38 @@ mod tests {
         assert_eq!(get(&status, "connections"), Some(&Value::Int(1)));
         server.stop().await;
     }
+
+    #[tokio::test]
+    async fn serves_unix_sockets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Data.fs");
+        let storage = zeod::storage::FileStorage::open(&path, Default::default()).unwrap();
+        let socket = dir.path().join("zeo.sock");
+        let listener = zeod::server::Listener::bind(&zeod::config::Address::Unix(socket.clone()))
+            .await
+            .unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(zeod::server::run(
+            listener,
+            vec![("1".into(), storage)],
+            config(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let probe = socket.to_str().unwrap().to_string();
+        let health = tokio::task::spawn_blocking(move || {
+            zeod::health::probe(&probe, Duration::from_secs(5))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(health.storages.len(), 1);
+        // A second server on the same socket is refused while the first runs.
+        let second =
+            zeod::server::Listener::bind(&zeod::config::Address::Unix(socket.clone())).await;
+        assert!(second.is_err(), "bound a live socket twice");
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
 }

@@ -136,15 +136,15 @@ fn concurrent_readers_only_ever_see_finished_revisions() {
     .unwrap();
     let mut serial = commit(&fs, &[(Oid::ZERO, Tid::ZERO, pickle("0"))]);
     let stop = Arc::new(AtomicBool::new(false));
-    let reads = Arc::new(AtomicUsize::new(0));
+    let reads: Arc<[AtomicUsize; 2]> = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
     let readers: Vec<_> = (0..2)
-        .map(|_| {
+        .map(|k| {
             let (fs, stop, reads) = (Arc::clone(&fs), Arc::clone(&stop), Arc::clone(&reads));
             std::thread::spawn(move || {
                 let mut seen = 0;
                 let mut last = Tid::ZERO;
                 while !stop.load(Ordering::Relaxed) {
-                    reads.fetch_add(1, Ordering::Relaxed);
+                    reads[k].fetch_add(1, Ordering::Relaxed);
                     let (data, tid) = fs.load(Oid::ZERO).unwrap();
                     assert!(tid >= last, "went back in time");
                     assert!(tid <= fs.last_transaction());
@@ -156,9 +156,18 @@ fn concurrent_readers_only_ever_see_finished_revisions() {
             })
         })
         .collect();
-    // Keep committing until the readers have really raced with us.
+    // Keep committing until both readers have really raced with us (on a
+    // loaded machine a thread may start late).
     let mut i = 0;
-    while i < 200 || (reads.load(Ordering::Relaxed) < 2000 && i < 100_000) {
+    let started = std::time::Instant::now();
+    let min_reads = || {
+        reads
+            .iter()
+            .map(|r| r.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0)
+    };
+    while i < 200 || (min_reads() < 500 && started.elapsed() < std::time::Duration::from_secs(60)) {
         i += 1;
         let mut txn = fs.tpc_begin(meta("bump")).unwrap();
         fs.store(&mut txn, Oid::ZERO, serial, &pickle(&i.to_string()))

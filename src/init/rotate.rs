@@ -1,8 +1,10 @@
 //! Rotation of the log files the child writes: when a file outgrows
 //! `max_size` or is older than `every`, shift `path.1 … path.<keep>`, rename
-//! `path` to `path.1`, and let the supervisor signal the child to reopen
-//! (Zope and runzeo reopen their logs on SIGUSR2). Renaming, not copying,
-//! loses no line: the child keeps writing into `path.1` until it reopens.
+//! `path` to `path.1`, and let the supervisor signal the child to reopen if
+//! the rule names a signal (runzeo reopens on SIGUSR2; Python's
+//! WatchedFileHandler, which zope.ini uses, reopens by itself). Renaming,
+//! not copying, loses no line: the child keeps writing into `path.1` until
+//! it reopens.
 
 use std::ffi::OsString;
 use std::fs;

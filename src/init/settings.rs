@@ -1,59 +1,25 @@
-//! The init configuration and its layers: built-in defaults < a config
-//! file (TOML or YAML) < the environment. The environment layer accepts the
-//! names the plone images document (`ZEO_ADDRESS`, `LISTEN_PORT`, …), our
-//! own `ZEOD_INIT_<SECTION>__<KEY>` names (which win over the plone ones),
-//! and `ZEOD_VAR_<NAME>` for free template variables. Errors name the
-//! variable the bad value came from.
+//! The init configuration: its schema, its defaults, and `load`, which
+//! layers built-in defaults < a config file (TOML or YAML) < the
+//! environment < the command line. The environment accepts the names the
+//! plone images document (`ZEO_ADDRESS`, `LISTEN_PORT`, …), our own
+//! `ZEOD_INIT_<SECTION>__<KEY>` names (which win over the plone ones), and
+//! `ZEOD_VAR_<NAME>` for free template variables. Errors name the variable
+//! the bad value came from.
+
+mod layers;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::providers::{Format, Toml, Yaml};
-use figment::value::{Dict, Map, Value};
-use figment::{Figment, Metadata, Profile, Provider, Source};
+use figment::{Figment, Metadata, Source};
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
+use self::layers::{describe, Named};
+pub use self::layers::{env_names, Layer, PLONE_ENV};
 use super::values::{self, Addresses, Mode, Owner, Reopen, SignalName, Size, Span};
-
-/// Environment names the plone/plone-backend and eeacms images document,
-/// with the setting each one maps to.
-pub const PLONE_ENV: &[(&str, &str)] = &[
-    ("ZEO_ADDRESS", "zeo.address"),
-    ("ZEO_STORAGE", "zeo.storage"),
-    ("ZEO_CLIENT_CACHE_SIZE", "zeo.cache_size"),
-    ("ZEO_CLIENT_BLOB_CACHE_SIZE", "zeo.blob_cache_size"),
-    ("ZEO_SHARED_BLOB_DIR", "zeo.shared_blob_dir"),
-    ("ZEO_READ_ONLY", "zeo.read_only"),
-    ("ZEO_CLIENT_READ_ONLY_FALLBACK", "zeo.read_only_fallback"),
-    (
-        "ZEO_DROP_CACHE_RATHER_VERIFY",
-        "zeo.drop_cache_rather_verify",
-    ),
-    ("ZEO_CLIENT_NAME", "zeo.client_name"),
-    ("LISTEN_PORT", "zope.listen_port"),
-    ("ZOPE_THREADS", "zope.threads"),
-    ("ZODB_CACHE_SIZE", "zope.zodb_cache_size"),
-    ("DEBUG_MODE", "zope.debug_mode"),
-    (
-        "SECURITY_POLICY_IMPLEMENTATION",
-        "zope.security_policy_implementation",
-    ),
-    ("VERBOSE_SECURITY", "zope.verbose_security"),
-    (
-        "DEFAULT_ZPUBLISHER_ENCODING",
-        "zope.default_zpublisher_encoding",
-    ),
-    ("ZOPE_FORM_MEMORY_LIMIT", "zope.form_memory_limit"),
-];
-
-/// Our own prefix; `ZEOD_INIT_ZEO__CACHE_SIZE` sets `zeo.cache_size`.
-pub const PREFIX: &str = "ZEOD_INIT_";
-/// Free template variables: `ZEOD_VAR_SITE_ID` is `vars.site_id`.
-pub const VAR_PREFIX: &str = "ZEOD_VAR_";
-/// `ZEOD_INIT_*` names read by the command line, not by these layers.
-const CLI_ONLY: &[&str] = &["ZEOD_INIT_CONFIG", "ZEOD_INIT_LOG_FORMAT"];
 
 /// Everything `zeod init` is configured with. All of it (after
 /// validation) is the template context.
@@ -147,8 +113,9 @@ pub struct Rotate {
     /// Rotated copies kept: `path.1` … `path.<keep>`.
     #[serde(default = "default_keep", deserialize_with = "values::number")]
     pub keep: u32,
-    /// Tells the child to reopen its logs (runzeo: SIGUSR2); `none` for a
-    /// child that notices by itself (Python's WatchedFileHandler).
+    /// Tells the child to reopen its logs (runzeo: SIGUSR2). The default,
+    /// `none`, suits Zope: its WatchedFileHandler notices by itself, and a
+    /// WSGI Zope has no SIGUSR2 handler, so that signal would kill it.
     #[serde(default = "default_reopen")]
     pub signal: Reopen,
 }
@@ -158,7 +125,7 @@ fn default_keep() -> u32 {
 }
 
 fn default_reopen() -> Reopen {
-    Reopen(Some(Signal::SIGUSR2))
+    Reopen(None)
 }
 
 /// The ZEO client (`<zeoclient>` in zope.conf).
@@ -215,6 +182,8 @@ pub struct Zope {
     pub event_log: Option<PathBuf>,
     /// Access log file; unset logs to stdout.
     pub access_log: Option<PathBuf>,
+    /// Chameleon's template cache; it must exist. Unset: no disk cache.
+    pub chameleon_cache: Option<PathBuf>,
 }
 
 /// Client affinity of the load balancer.
@@ -340,6 +309,7 @@ impl Default for Zope {
             client_home: PathBuf::from("/data"),
             event_log: None,
             access_log: None,
+            chameleon_cache: None,
         }
     }
 }
@@ -426,30 +396,6 @@ pub fn load(config: Option<&Path>, env: &Environment, cli: &Layer) -> Result<Set
     Ok(settings)
 }
 
-/// Renders one figment error as `<variable>: <what was wrong>`.
-fn describe(e: figment::Error) -> String {
-    let mut path = e.path.clone();
-    if let figment::error::Kind::UnknownField(field, _) = &e.kind {
-        path.push(field.clone());
-    }
-    let message = match &e.kind {
-        figment::error::Kind::Message(m) => m.clone(),
-        figment::error::Kind::UnknownField(_, expected) => {
-            format!("unknown setting (expected one of: {})", expected.join(", "))
-        }
-        other => other.to_string(),
-    };
-    let profile = e.profile.clone().unwrap_or(Profile::Default);
-    let name = match &e.metadata {
-        Some(md) => match &md.source {
-            Some(Source::File(file)) => format!("{} in {}", path.join("."), file.display()),
-            _ => md.interpolate(&profile, &path),
-        },
-        None => path.join("."),
-    };
-    format!("{name}: {message}")
-}
-
 fn check_required(settings: &Settings) -> Result<(), Error> {
     let context = serde_json::to_value(settings).unwrap_or_default();
     for key in &settings.required {
@@ -467,145 +413,4 @@ fn check_required(settings: &Settings) -> Result<(), Error> {
         }
     }
     Ok(())
-}
-
-/// Every environment name that sets the dotted `key`, plone's first.
-pub fn env_names(key: &str) -> Vec<String> {
-    let mut names: Vec<String> = PLONE_ENV
-        .iter()
-        .filter(|(_, k)| *k == key)
-        .map(|(name, _)| (*name).to_owned())
-        .collect();
-    names.push(prefixed_name(&key.split('.').collect::<Vec<_>>()));
-    names
-}
-
-fn prefixed_name(path: &[&str]) -> String {
-    match path {
-        ["vars", name] => format!("{VAR_PREFIX}{}", name.to_ascii_uppercase()),
-        _ => format!("{PREFIX}{}", path.join("__").to_ascii_uppercase()),
-    }
-}
-
-/// A figment provider given a metadata of our choosing, so errors point at
-/// the file the value came from.
-struct Named<P>(P, Metadata);
-
-impl<P: Provider> Provider for Named<P> {
-    fn metadata(&self) -> Metadata {
-        self.1.clone()
-    }
-    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
-        self.0.data()
-    }
-}
-
-/// One layer of string values (environment or command line): each entry
-/// is the name it was given under, the settings path it sets, and its
-/// value. Values stay strings; `values` parses them.
-#[derive(Debug, Clone)]
-pub struct Layer {
-    name: &'static str,
-    entries: Vec<(String, Vec<String>, String)>,
-}
-
-impl Layer {
-    /// The command-line options: (option, dotted settings key, value).
-    pub fn command_line(options: Vec<(&str, &str, String)>) -> Layer {
-        let entries = options
-            .into_iter()
-            .map(|(option, key, value)| {
-                let path = key.split('.').map(str::to_owned).collect();
-                (option.to_owned(), path, value)
-            })
-            .collect();
-        Layer {
-            name: "command line",
-            entries,
-        }
-    }
-
-    fn plone(env: &Environment) -> Layer {
-        let entries = env
-            .iter()
-            .filter_map(|(name, value)| {
-                let (_, key) = PLONE_ENV.iter().find(|(n, _)| n == name)?;
-                let path = key.split('.').map(str::to_owned).collect();
-                Some((name.clone(), path, value.clone()))
-            })
-            .collect();
-        Layer {
-            name: "plone environment variable",
-            entries,
-        }
-    }
-
-    fn prefixed(env: &Environment) -> Layer {
-        let entries = env
-            .iter()
-            .filter(|(name, _)| !CLI_ONLY.contains(&name.as_str()))
-            .filter_map(|(name, value)| {
-                let path: Vec<String> = if let Some(var) = name.strip_prefix(VAR_PREFIX) {
-                    vec!["vars".to_owned(), var.to_ascii_lowercase()]
-                } else {
-                    let rest = name.strip_prefix(PREFIX)?;
-                    rest.split("__").map(str::to_ascii_lowercase).collect()
-                };
-                (!path.iter().any(String::is_empty)).then(|| (name.clone(), path, value.clone()))
-            })
-            .collect();
-        Layer {
-            name: "ZEOD environment variable",
-            entries,
-        }
-    }
-}
-
-impl Provider for Layer {
-    fn metadata(&self) -> Metadata {
-        let names: Vec<(Vec<String>, String)> = self
-            .entries
-            .iter()
-            .map(|(name, path, _)| (path.clone(), name.clone()))
-            .collect();
-        Metadata::named(self.name).interpolater(move |_: &Profile, keys: &[&str]| {
-            // The variable that set this path or a parent of it.
-            names
-                .iter()
-                .filter(|(path, _)| {
-                    path.len() <= keys.len() && path.iter().zip(keys).all(|(p, k)| p == k)
-                })
-                .max_by_key(|(path, _)| path.len())
-                .map(|(_, name)| name.clone())
-                .unwrap_or_else(|| prefixed_name(keys))
-        })
-    }
-
-    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
-        let mut dict = Dict::new();
-        for (_, path, value) in &self.entries {
-            let leaf = Value::from(value.clone());
-            let nested = path.iter().rev().fold(leaf, |acc, key| {
-                Value::from(Dict::from([(key.clone(), acc)]))
-            });
-            if let Value::Dict(_, d) = nested {
-                dict = merge(dict, d);
-            }
-        }
-        Ok(Profile::Default.collect(dict))
-    }
-}
-
-fn merge(mut into: Dict, from: Dict) -> Dict {
-    for (k, v) in from {
-        match (into.remove(&k), v) {
-            (Some(Value::Dict(tag, a)), Value::Dict(_, b)) => {
-                into.insert(k, Value::Dict(tag, merge(a, b)));
-            }
-            (_, v) => {
-                into.insert(k, v);
-            }
-        }
-    }
-    into
 }

@@ -14,7 +14,7 @@
 mod calls;
 mod decode;
 mod encode;
-mod operands;
+pub(crate) mod operands;
 mod stack;
 
 pub use decode::{decode, decode_with, Decoded, Limits};

@@ -9,9 +9,14 @@ use std::rc::Rc;
 
 use crate::protocol::pickle::op;
 
+use super::build::{append, intern_key, object, pairs, set_items};
+use super::literal::{
+    arr4, decode_long, parse_int_text, py2_str, raw_unicode_escape, text_line, unquote_py2,
+};
+
 use super::{
-    dismantle, nests_deeper_than, Ctor, Global, Object, PersistentRef, Post, Record, RecordError,
-    Value, MAX_DEPTH,
+    dismantle, nests_deeper_than, Ctor, Global, PersistentRef, Post, Record, RecordError, Value,
+    MAX_DEPTH,
 };
 
 type Result<T> = std::result::Result<T, RecordError>;
@@ -48,9 +53,16 @@ pub struct Reader {
     /// pickle this reader loads, like ZODB's `PersistentReferenceFactory`
     /// during conflict resolution (re-pickling then shares them).
     intern: bool,
+    small: HashMap<Small, Value>,
     refs: HashMap<String, Rc<PersistentRef>>,
     /// Every persistent id met, in order (what `referencesf` collects).
     pub pids: Vec<Rc<PersistentRef>>,
+}
+
+#[derive(Hash, PartialEq, Eq)]
+enum Small {
+    Str(Option<char>),
+    Bytes(Option<u8>),
 }
 
 struct Machine<'a> {
@@ -113,12 +125,10 @@ impl Reader {
                 if m.marks.last() == Some(&m.stack.len()) {
                     m.marks.pop();
                 } else {
-                    m.pop(at)?;
+                    dismantle(m.pop(at)?);
                 }
             }
-            op::POP_MARK => {
-                m.pop_mark(at)?;
-            }
+            op::POP_MARK => m.pop_mark(at)?.into_iter().for_each(dismantle),
             op::DUP => {
                 let v = m
                     .stack
@@ -184,38 +194,38 @@ impl Reader {
             op::STRING => {
                 let line = m.line()?;
                 let raw = unquote_py2(line, at)?;
-                m.stack.push(py2_str(&raw, at)?);
+                let s = py2_str(&raw, at)?;
+                m.stack.push(self.text(s));
             }
             op::BINSTRING => {
                 let n = m.len4()?;
-                let b = m.take(n)?;
-                m.stack.push(py2_str(b, at)?);
+                let s = py2_str(m.take(n)?, at)?;
+                m.stack.push(self.text(s));
             }
             op::SHORT_BINSTRING => {
                 let n = usize::from(m.byte()?);
-                let b = m.take(n)?;
-                m.stack.push(py2_str(b, at)?);
+                let s = py2_str(m.take(n)?, at)?;
+                m.stack.push(self.text(s));
             }
             op::BINBYTES => {
                 let n = m.len4()?;
                 let b = m.take(n)?;
-                m.stack.push(Value::Bytes(b.into()));
+                m.stack.push(self.bytes(b));
             }
             op::SHORT_BINBYTES => {
                 let n = usize::from(m.byte()?);
                 let b = m.take(n)?;
-                m.stack.push(Value::Bytes(b.into()));
+                m.stack.push(self.bytes(b));
             }
             op::BINUNICODE => {
                 let n = m.len4()?;
                 let b = m.take(n)?;
                 let s = std::str::from_utf8(b).map_err(|_| RecordError::BadUtf8(at))?;
-                m.stack.push(Value::Str(s.into()));
+                m.stack.push(self.text(s));
             }
             op::UNICODE => {
-                let line = m.line()?;
-                m.stack
-                    .push(Value::Str(raw_unicode_escape(line, at)?.into()));
+                let s = raw_unicode_escape(m.line()?, at)?;
+                m.stack.push(self.text(&s));
             }
             op::EMPTY_TUPLE => m.stack.push(Value::tuple(Vec::new())),
             op::TUPLE => {
@@ -244,22 +254,24 @@ impl Reader {
                 m.stack.push(Value::Dict(Rc::new(RefCell::new(pairs))));
             }
             op::APPEND => {
+                m.ensure(2, at)?;
                 let v = m.pop(at)?;
-                append(m.top(at)?, vec![v], at)?;
+                append(m.stack.last(), vec![v], at)?;
             }
             op::APPENDS => {
                 let items = m.pop_mark(at)?;
-                append(m.top(at)?, items, at)?;
+                append(m.stack.last(), items, at)?;
             }
             op::SETITEM => {
+                m.ensure(3, at)?;
                 let v = m.pop(at)?;
                 let k = m.pop(at)?;
-                set_items(m.top(at)?, vec![(k, v)], at)?;
+                set_items(m.stack.last(), vec![(k, v)], at)?;
             }
             op::SETITEMS => {
                 let items = m.pop_mark(at)?;
                 let pairs = pairs(items, at)?;
-                set_items(m.top(at)?, pairs, at)?;
+                set_items(m.stack.last(), pairs, at)?;
             }
             op::GLOBAL => {
                 let module = text_line(m.line()?, at)?;
@@ -268,11 +280,13 @@ impl Reader {
                     .push(Value::Global(Rc::new(Global { module, name })));
             }
             op::REDUCE => {
+                m.ensure(2, at)?;
                 let args = m.pop(at)?;
                 let callable = m.pop(at)?;
                 m.stack.push(object(Ctor::Reduce { callable, args }));
             }
             op::NEWOBJ => {
+                m.ensure(2, at)?;
                 let args = m.pop(at)?;
                 let cls = m.pop(at)?;
                 m.stack.push(object(Ctor::NewObj { cls, args }));
@@ -293,10 +307,14 @@ impl Reader {
                 m.stack.push(object(Ctor::Obj { cls, args: items }));
             }
             op::BUILD => {
+                m.ensure(2, at)?;
                 let state = m.pop(at)?;
-                match m.top(at)? {
-                    Value::Object(o) => o.borrow_mut().post.push(Post::Build(state)),
-                    _ => return Err(RecordError::WrongKind(at)),
+                match m.stack.last() {
+                    Some(Value::Object(o)) => o.borrow_mut().post.push(Post::Build(state)),
+                    _ => {
+                        dismantle(state);
+                        return Err(RecordError::WrongKind(at));
+                    }
                 }
             }
             op::PERSID => {
@@ -352,13 +370,43 @@ impl Reader {
         Ok(())
     }
 
+    /// CPython hands out one shared object for `''`, `b''`, every 1-byte
+    /// bytes and every 1-character str below U+0100; re-pickling memoizes
+    /// them once, so they are shared here too.
+    fn text(&mut self, s: &str) -> Value {
+        let mut chars = s.chars();
+        let key = match (chars.next(), chars.next()) {
+            (None, _) => Small::Str(None),
+            (Some(c), None) if u32::from(c) < 0x100 => Small::Str(Some(c)),
+            _ => return Value::Str(s.into()),
+        };
+        self.small
+            .entry(key)
+            .or_insert_with(|| Value::Str(s.into()))
+            .clone()
+    }
+
+    fn bytes(&mut self, b: &[u8]) -> Value {
+        let key = match b {
+            [] => Small::Bytes(None),
+            [x] => Small::Bytes(Some(*x)),
+            _ => return Value::Bytes(b.into()),
+        };
+        self.small
+            .entry(key)
+            .or_insert_with(|| Value::Bytes(b.into()))
+            .clone()
+    }
+
     fn put(&mut self, m: &Machine<'_>, idx: u32, at: usize) -> Result<()> {
         let v = m
             .stack
             .last()
             .cloned()
             .ok_or(RecordError::StackUnderflow(at))?;
-        self.memo.insert(idx, v);
+        if let Some(replaced) = self.memo.insert(idx, v) {
+            dismantle(replaced);
+        }
         Ok(())
     }
 
@@ -389,72 +437,6 @@ impl Reader {
         self.pids.push(Rc::clone(&r));
         Value::Ref(r)
     }
-}
-
-/// The factory's key: `tuple(pid)` in ZODB, i.e. equal contents of the same
-/// types. Only plain data is interned; anything else stays distinct.
-fn intern_key(v: &Value, depth: usize) -> Option<String> {
-    if depth > 8 {
-        return None;
-    }
-    Some(match v {
-        Value::None => "N".into(),
-        Value::Bool(b) => format!("b{b}"),
-        Value::Int(i) => format!("i{i}"),
-        Value::Bytes(b) => format!("y{b:?}"),
-        Value::Str(s) => format!("s{s:?}"),
-        Value::Global(g) => format!("g{:?}.{:?}", g.module, g.name),
-        Value::Tuple(t) => seq_key('(', t, depth)?,
-        // A list is only hashable as the outer pid (`tuple(pid)`).
-        Value::List(l) if depth == 0 => seq_key('[', &l.borrow(), depth)?,
-        _ => return None,
-    })
-}
-
-fn seq_key(open: char, items: &[Value], depth: usize) -> Option<String> {
-    let mut key = String::from(open);
-    for item in items {
-        key.push_str(&intern_key(item, depth + 1)?);
-        key.push(',');
-    }
-    Some(key)
-}
-
-fn object(ctor: Ctor) -> Value {
-    Value::Object(Rc::new(RefCell::new(Object {
-        ctor,
-        post: Vec::new(),
-    })))
-}
-
-fn append(target: &Value, items: Vec<Value>, at: usize) -> Result<()> {
-    match target {
-        Value::List(l) => l.borrow_mut().extend(items),
-        Value::Object(o) => o.borrow_mut().post.push(Post::Append(items)),
-        _ => return Err(RecordError::WrongKind(at)),
-    }
-    Ok(())
-}
-
-fn set_items(target: &Value, items: Vec<(Value, Value)>, at: usize) -> Result<()> {
-    match target {
-        Value::Dict(d) => d.borrow_mut().extend(items),
-        Value::Object(o) => o.borrow_mut().post.push(Post::SetItems(items)),
-        _ => return Err(RecordError::WrongKind(at)),
-    }
-    Ok(())
-}
-
-fn pairs(items: Vec<Value>, at: usize) -> Result<Vec<(Value, Value)>> {
-    if items.len() % 2 != 0 {
-        return Err(RecordError::StackUnderflow(at));
-    }
-    let mut out = Vec::with_capacity(items.len() / 2);
-    let mut it = items.into_iter();
-    while let (Some(k), Some(v)) = (it.next(), it.next()) {
-        out.push((k, v));
-    }
-    Ok(out)
 }
 
 impl Drop for Reader {
@@ -522,8 +504,15 @@ impl<'a> Machine<'a> {
         self.stack.pop().ok_or(RecordError::StackUnderflow(at))
     }
 
-    fn top(&self, at: usize) -> Result<&Value> {
-        self.stack.last().ok_or(RecordError::StackUnderflow(at))
+    /// Checks that `n` values are above the innermost mark, so that an
+    /// opcode popping several never drops (recursively) what it popped
+    /// first: values are only ever freed through `dismantle`.
+    fn ensure(&self, n: usize, at: usize) -> Result<()> {
+        let fence = self.marks.last().copied().unwrap_or(0);
+        if self.stack.len() < fence + n {
+            return Err(RecordError::StackUnderflow(at));
+        }
+        Ok(())
     }
 
     fn pop_mark(&mut self, at: usize) -> Result<Vec<Value>> {
@@ -533,126 +522,4 @@ impl<'a> Machine<'a> {
         }
         Ok(self.stack.split_off(mark))
     }
-}
-
-fn arr4(b: &[u8]) -> [u8; 4] {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[..4]);
-    a
-}
-
-/// Two's complement, little-endian (`LONG1`/`LONG4`).
-fn decode_long(b: &[u8], at: usize) -> Result<i128> {
-    if b.is_empty() {
-        return Ok(0);
-    }
-    let negative = b[b.len() - 1] & 0x80 != 0;
-    // Strip sign-extension bytes beyond 16 so that e.g. a 17-byte
-    // encoding of a 128-bit value is still accepted.
-    let mut b = b;
-    while b.len() > 16 {
-        let last = b[b.len() - 1];
-        if (negative && last == 0xff) || (!negative && last == 0) {
-            b = &b[..b.len() - 1];
-        } else {
-            return Err(RecordError::IntTooLarge(at));
-        }
-    }
-    let mut a = if negative { [0xffu8; 16] } else { [0u8; 16] };
-    a[..b.len()].copy_from_slice(b);
-    let v = i128::from_le_bytes(a);
-    if (v < 0) != negative {
-        return Err(RecordError::IntTooLarge(at));
-    }
-    Ok(v)
-}
-
-fn parse_int_text(line: &[u8], at: usize) -> Result<i128> {
-    std::str::from_utf8(line)
-        .ok()
-        .and_then(|s| s.trim().parse::<i128>().ok())
-        .ok_or(RecordError::BadLiteral(at))
-}
-
-fn text_line(line: &[u8], at: usize) -> Result<String> {
-    String::from_utf8(line.to_vec()).map_err(|_| RecordError::BadUtf8(at))
-}
-
-/// py3 ZODB reads py2 `str` with `encoding='ASCII', errors='strict'`.
-fn py2_str(b: &[u8], at: usize) -> Result<Value> {
-    if !b.is_ascii() {
-        return Err(RecordError::NonAsciiString(at));
-    }
-    let s = std::str::from_utf8(b).map_err(|_| RecordError::NonAsciiString(at))?;
-    Ok(Value::Str(s.into()))
-}
-
-/// The argument of protocol-0 `STRING`: a Python 2 `repr` of a str.
-fn unquote_py2(line: &[u8], at: usize) -> Result<Vec<u8>> {
-    let bad = || RecordError::BadLiteral(at);
-    let inner = match line {
-        [q, inner @ .., q2] if (*q == b'\'' || *q == b'"') && q == q2 => inner,
-        _ => return Err(bad()),
-    };
-    let mut out = Vec::with_capacity(inner.len());
-    let mut i = 0;
-    while i < inner.len() {
-        let c = inner[i];
-        i += 1;
-        if c != b'\\' {
-            out.push(c);
-            continue;
-        }
-        let e = *inner.get(i).ok_or_else(bad)?;
-        i += 1;
-        match e {
-            b'n' => out.push(b'\n'),
-            b'r' => out.push(b'\r'),
-            b't' => out.push(b'\t'),
-            b'\\' | b'\'' | b'"' => out.push(e),
-            b'x' => {
-                let h = inner.get(i..i + 2).ok_or_else(bad)?;
-                let h = std::str::from_utf8(h).map_err(|_| bad())?;
-                out.push(u8::from_str_radix(h, 16).map_err(|_| bad())?);
-                i += 2;
-            }
-            b'0'..=b'7' => {
-                let mut v = u32::from(e - b'0');
-                for _ in 0..2 {
-                    match inner.get(i) {
-                        Some(d @ b'0'..=b'7') => {
-                            v = v * 8 + u32::from(d - b'0');
-                            i += 1;
-                        }
-                        _ => break,
-                    }
-                }
-                out.push(u8::try_from(v).map_err(|_| bad())?);
-            }
-            _ => return Err(bad()),
-        }
-    }
-    Ok(out)
-}
-
-/// The argument of protocol-0 `UNICODE`: raw-unicode-escape.
-fn raw_unicode_escape(line: &[u8], at: usize) -> Result<String> {
-    let bad = || RecordError::BadLiteral(at);
-    let mut out = String::with_capacity(line.len());
-    let mut i = 0;
-    while i < line.len() {
-        let c = line[i];
-        if c == b'\\' && matches!(line.get(i + 1), Some(b'u' | b'U')) {
-            let n = if line[i + 1] == b'u' { 4 } else { 8 };
-            let h = line.get(i + 2..i + 2 + n).ok_or_else(bad)?;
-            let h = std::str::from_utf8(h).map_err(|_| bad())?;
-            let cp = u32::from_str_radix(h, 16).map_err(|_| bad())?;
-            out.push(char::from_u32(cp).ok_or_else(bad)?);
-            i += 2 + n;
-        } else {
-            out.push(char::from(c));
-            i += 1;
-        }
-    }
-    Ok(out)
 }

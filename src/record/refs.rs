@@ -4,14 +4,12 @@
 //! `['m', ...]`) are skipped (spec §9.1).
 
 use super::read::{parse_pickles, Reader};
-use super::{dismantle, RecordError, Value};
+use super::{RecordError, Value};
 use crate::ids::Oid;
 
 pub fn references(data: &[u8]) -> Result<Vec<Oid>, RecordError> {
     let mut reader = Reader::new();
-    let (meta, state) = parse_pickles(&mut reader, data)?;
-    dismantle(meta);
-    dismantle(state);
+    parse_pickles(&mut reader, data)?;
     let mut oids = Vec::new();
     for r in &reader.pids {
         let oid = match &r.pid {

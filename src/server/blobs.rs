@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::commit::TxnOp;
 use super::connection::Connection;
 use super::dispatch::{Args, CallError};
 use super::reads::blocking;
+use super::txnlog::TxnOp;
 use crate::ids::Oid;
 use crate::protocol::Value;
 

@@ -133,3 +133,39 @@ pub async fn write_frames<W: AsyncWrite + Unpin>(
     })
     .await;
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn own_frames_leave_room_for_callbacks_and_overflow_is_reported() {
+        let (out, mut rx) = Outbound::new();
+        let mut slots = Vec::new();
+        for _ in 0..OWN_FRAMES {
+            slots.push(out.reserve().await.unwrap());
+        }
+        // The connection's own share is used up: a further reply waits...
+        let waiting = tokio::time::timeout(Duration::from_millis(50), out.reserve()).await;
+        assert!(waiting.is_err(), "own frames exceeded their share");
+        // ...while callbacks from other connections still fit, up to the bound.
+        for _ in 0..QUEUE_FRAMES - OWN_FRAMES {
+            out.try_push(vec![1]).unwrap();
+        }
+        assert!(out.try_push(vec![2]).is_err(), "queue grew past its bound");
+        for slot in slots {
+            slot.send(vec![0]);
+        }
+        // Written frames return their share.
+        assert_eq!(rx.len(), QUEUE_FRAMES);
+        while !rx.is_empty() {
+            drop(rx.recv().await.unwrap());
+        }
+        let again = tokio::time::timeout(Duration::from_millis(50), out.reserve()).await;
+        assert!(
+            again.is_ok(),
+            "written frames did not free the connection's share"
+        );
+    }
+}

@@ -225,6 +225,52 @@ impl<'a> Reader<'a> {
         Ok(h)
     }
 
+    /// The record at `pos`, which the index says belongs to `oid`.
+    pub fn peek(&self, pos: u64, oid: Oid) -> Result<Peek> {
+        let mut p = Peek {
+            h: DataHeader::parse(&[0; DATA_HEADER_LEN as usize]),
+            pos,
+            buf: [0; PEEK],
+            got: 0,
+        };
+        while p.got < PEEK {
+            match self.file.read_at(&mut p.buf[p.got..], pos + p.got as u64) {
+                Ok(0) => break,
+                Ok(n) => p.got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(Error::Io {
+                        context: format!("reading {} at {pos}", self.path.display()),
+                        source,
+                    })
+                }
+            }
+            if p.got >= DATA_HEADER_LEN as usize + 8 {
+                break;
+            }
+        }
+        if p.got < DATA_HEADER_LEN as usize {
+            return Err(self.corrupt(pos, "file ends inside a data record header"));
+        }
+        let mut head = [0u8; DATA_HEADER_LEN as usize];
+        head.copy_from_slice(&p.buf[..DATA_HEADER_LEN as usize]);
+        p.h = DataHeader::parse(&head);
+        if p.h.vlen != 0 {
+            return Err(Error::VersionedRecord {
+                path: self.path.to_path_buf(),
+                pos,
+                hint: VERSION_HINT,
+            });
+        }
+        if p.h.oid != oid {
+            return Err(self.corrupt(
+                pos,
+                format!("record of {:?} where the index expects {:?}", p.h.oid, oid),
+            ));
+        }
+        Ok(p)
+    }
+
     /// The back pointer of a record with `plen == 0`.
     pub fn back_of(&self, pos: u64) -> Result<u64> {
         self.u64_at(pos + DATA_HEADER_LEN)
@@ -266,6 +312,43 @@ impl<'a> Reader<'a> {
             }
             limit = back;
             pos = back;
+        }
+    }
+}
+
+/// Bytes read speculatively with a data header: most pickles fit, so a
+/// load is one `pread` and one exact allocation.
+const PEEK: usize = 4096;
+
+/// A data record read with one `pread`: the header and, when it fits,
+/// the payload.
+pub struct Peek {
+    pub h: DataHeader,
+    pos: u64,
+    buf: [u8; PEEK],
+    got: usize,
+}
+
+impl Peek {
+    /// The back pointer of a record without a pickle.
+    pub fn back(&self, r: &Reader<'_>) -> Result<u64> {
+        let at = DATA_HEADER_LEN as usize;
+        match self.buf.get(at..at + 8).filter(|_| self.got >= at + 8) {
+            Some(b) => Ok(u64::from_be_bytes(be8(b))),
+            None => r.back_of(self.pos),
+        }
+    }
+
+    /// The pickle of a record with `plen > 0`.
+    pub fn data(&self, r: &Reader<'_>) -> Result<Vec<u8>> {
+        let at = DATA_HEADER_LEN as usize;
+        match usize::try_from(self.h.plen)
+            .ok()
+            .map(|n| at + n)
+            .filter(|end| *end <= self.got)
+        {
+            Some(end) => Ok(self.buf[at..end].to_vec()),
+            None => r.read_vec(self.pos + DATA_HEADER_LEN, self.h.plen),
         }
     }
 }

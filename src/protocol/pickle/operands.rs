@@ -5,7 +5,7 @@
 use crate::protocol::{Error, Result};
 
 /// Little-endian two's complement, as LONG1/LONG4 carry it.
-pub(super) fn long_from_le(bytes: &[u8]) -> Result<i128> {
+pub(crate) fn long_from_le(bytes: &[u8]) -> Result<i128> {
     let Some(&last) = bytes.last() else {
         return Ok(0);
     };
@@ -22,7 +22,7 @@ pub(super) fn long_from_le(bytes: &[u8]) -> Result<i128> {
     Ok(v)
 }
 
-pub(super) fn parse_int(text: &[u8], offset: usize) -> Result<i128> {
+pub(crate) fn parse_int(text: &[u8], offset: usize) -> Result<i128> {
     let s = std::str::from_utf8(text)
         .map_err(|_| Error::BadArgument { offset })?
         .trim();
@@ -38,7 +38,7 @@ pub(super) fn parse_int(text: &[u8], offset: usize) -> Result<i128> {
 }
 
 /// STRING's operand: a quoted Python 2 `repr` of a byte string.
-pub(super) fn unquote_string(line: &[u8], offset: usize) -> Result<Vec<u8>> {
+pub(crate) fn unquote_string(line: &[u8], offset: usize) -> Result<Vec<u8>> {
     let bad = || Error::BadArgument { offset };
     let quote = *line.first().ok_or_else(bad)?;
     if line.len() < 2 || !(quote == b'\'' || quote == b'"') || line.last() != Some(&quote) {
@@ -95,7 +95,7 @@ pub(super) fn unquote_string(line: &[u8], offset: usize) -> Result<Vec<u8>> {
 
 /// UNICODE's operand: Python's `raw-unicode-escape` (Latin-1 bytes with
 /// `\uXXXX` / `\UXXXXXXXX` escapes).
-pub(super) fn raw_unicode_unescape(line: &[u8], offset: usize) -> Result<String> {
+pub(crate) fn raw_unicode_unescape(line: &[u8], offset: usize) -> Result<String> {
     let bad = || Error::BadArgument { offset };
     let mut out = String::with_capacity(line.len());
     let mut i = 0;

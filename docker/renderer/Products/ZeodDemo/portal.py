@@ -1,6 +1,7 @@
 """The demo portal: notes stored in the ZODB, shown with the renderer's name."""
 
 import html
+import itertools
 import json
 import os
 import socket
@@ -9,6 +10,7 @@ import uuid
 
 from AccessControl.class_init import InitializeClass
 from AccessControl.SecurityInfo import ClassSecurityInfo
+from BTrees.Length import Length
 from BTrees.OOBTree import OOBTree
 from OFS.SimpleItem import SimpleItem
 from Products.PageTemplates.PageTemplateFile import PageTemplateFile
@@ -16,6 +18,8 @@ from Products.PageTemplates.PageTemplateFile import PageTemplateFile
 # The container's hostname: what tells renderers apart behind the balancer.
 RENDERER = socket.gethostname()
 MAX_NOTE_LENGTH = 2000
+# Note keys are this minus the time in ns: later notes sort first.
+_FAR_FUTURE_NS = 10**20
 SHOWN_NOTES = 50
 ADD_PERMISSION = "Add ZeodDemo Portals"
 
@@ -30,8 +34,10 @@ class DemoPortal(SimpleItem):
     def __init__(self, id, title=""):
         self.id = id
         self.title = title
-        # Keys sort by time, so the newest notes are the last ones.
+        # Keys count down with time, so the newest notes come first and a
+        # page reads only the buckets it shows.
         self.notes = OOBTree()
+        self.note_count = Length()
 
     security.declarePublic("index_html")
     index_html = PageTemplateFile("www/index.pt", globals())
@@ -56,9 +62,16 @@ class DemoPortal(SimpleItem):
     security.declarePublic("recent_notes")
 
     def recent_notes(self, limit=SHOWN_NOTES):
-        """The newest notes first, as dicts with their key."""
-        keys = list(self.notes.keys())[-limit:] if limit else list(self.notes.keys())
-        return [dict(self.notes[key], key=key) for key in reversed(keys)]
+        """The newest notes first (all of them if `limit` is 0), as dicts."""
+        items = self.notes.items()
+        if limit:
+            items = itertools.islice(items, limit)
+        return [dict(note, key=key) for key, note in items]
+
+    security.declarePublic("number_of_notes")
+
+    def number_of_notes(self):
+        return self.note_count()
 
     security.declarePublic("add_note")
 
@@ -84,7 +97,8 @@ class DemoPortal(SimpleItem):
         if not text or len(text) > MAX_NOTE_LENGTH:
             response.setStatus(400)
             return f"a note has 1 to {MAX_NOTE_LENGTH} characters\n"
-        key = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        key = f"{_FAR_FUTURE_NS - time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        self.note_count.change(1)
         self.notes[key] = {
             "text": text,
             "renderer": RENDERER,
@@ -102,7 +116,12 @@ class DemoPortal(SimpleItem):
         response.setHeader("Content-Type", "application/json")
         response.setHeader("Cache-Control", "no-store")
         response.setHeader("X-Zeod-Renderer", RENDERER)
-        notes = self.recent_notes(int(limit or 0))
+        try:
+            limit = max(0, int(limit or 0))
+        except ValueError:
+            response.setStatus(400)
+            return json.dumps({"error": "limit must be a number"})
+        notes = self.recent_notes(limit)
         notes.reverse()
         return json.dumps(
             {"renderer": RENDERER, "storage": self.storage_info(), "notes": notes}

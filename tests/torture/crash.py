@@ -1,0 +1,526 @@
+"""Crash torture: zeod is killed with SIGKILL while clients commit.
+
+Run with the pinned venv's python (``bash tests/python/venv.sh`` prints it)::
+
+    python tests/torture/crash.py --quick            # CI: a few rounds
+    python tests/torture/crash.py --rounds 200 --clients 8
+
+Client processes (real ZEO ``ClientStorage`` + ``ZODB.DB``) commit
+continuously. Client ``i`` owns ``--slots`` objects and nobody else writes
+them, so every value in the database is attributable: a transaction by
+client ``i`` with sequence number ``s`` writes ``"c<i>:s<s>"`` into a random
+subset of its objects, with the description ``crash c<i> s<s>``.
+
+Each client keeps a journal (one line per event, fsynced before it goes on):
+
+    B <seq> <oid-hex>,...   about to call transaction.commit()
+    OK <seq> <tid-hex>      commit() returned: the server acknowledged it
+    MAYBE <seq> <error>     commit() raised: the outcome is unknown
+
+Each round the server is killed at a random instant, then, before it is
+started again on the same file:
+
+1. Python's FileStorage opens the crashed file read-only;
+2. ``zeod serve --test`` opens it (the recovery a restart does: an
+   unfinished tail transaction is cut off into ``Data.fs.tr<n>``);
+3. ``zeod check`` and Python's ``fstest`` find the recovered file clean;
+4. against the journals (read from FileStorage, read-only):
+   * every OK transaction is in the file under its tid, with exactly the
+     objects and values its B line announced;
+   * every ``crash`` transaction in the file was announced by a B line
+     (OK, MAYBE, or still without outcome) and has all of its records;
+   * every object's current value is from an announced transaction of its
+     owner, not older than the owner's last OK write to that object.
+
+Exit status 0 only if every round passed; the last line gives the rounds
+survived and the transactions verified.
+"""
+import argparse
+import io
+import logging
+import os
+import pickle
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+VALUE = re.compile(r"^c(\d+):s(\d+)$")
+DESCRIPTION = re.compile(rb"^crash c(\d+) s(\d+)$")
+
+
+def default_zeod():
+    if os.environ.get("ZEOD_BIN"):
+        return os.environ["ZEOD_BIN"]
+    for profile in ("release", "debug"):
+        path = os.path.join(ROOT, "target", profile, "zeod")
+        if os.path.exists(path):
+            return path
+    return os.path.join(ROOT, "target", "release", "zeod")
+
+
+def log(msg):
+    print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+
+# ---------------------------------------------------------------- server
+
+class Server:
+    """``zeod serve`` on a fixed port and file, restarted after each kill."""
+
+    def __init__(self, zeod, workdir, port):
+        self.zeod = zeod
+        self.workdir = workdir
+        self.port = port
+        self.path = os.path.join(workdir, "Data.fs")
+        # Logs and the address file; may be moved off a small file system.
+        self.log_dir = workdir
+        self.proc = None
+        self.starts = 0
+
+    @property
+    def addr_file(self):
+        return os.path.join(self.log_dir, "address")
+
+    def start(self, timeout=30):
+        if os.path.exists(self.addr_file):
+            os.unlink(self.addr_file)
+        self.starts += 1
+        out = open(os.path.join(self.log_dir, "server-%03d.log" % self.starts),
+                   "wb")
+        self.proc = subprocess.Popen(
+            [self.zeod, "serve", "-a", "127.0.0.1:%d" % self.port,
+             "-f", self.path, "--address-file", self.addr_file],
+            stdout=out, stderr=subprocess.STDOUT)
+        out.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("zeod exited with %s at start %d (see %s)"
+                                   % (self.proc.returncode, self.starts,
+                                      out.name))
+            if os.path.exists(self.addr_file):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("zeod did not listen within %ss" % timeout)
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.proc = None
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------- clients
+
+def client_main(args):
+    """One committing client process (``--client N``)."""
+    import transaction
+    import ZODB
+    from ZEO.ClientStorage import ClientStorage
+
+    me = args.client
+    stop_file = os.path.join(args.workdir, "stop")
+    journal = open(os.path.join(args.workdir, "journal-%d" % me), "a")
+
+    logging.basicConfig(level=logging.WARNING)
+
+    def record(line):
+        journal.write(line + "\n")
+        journal.flush()
+        os.fsync(journal.fileno())
+
+    storage = ClientStorage(("127.0.0.1", args.port), wait_timeout=10,
+                            min_disconnect_poll=0.1, max_disconnect_poll=0.5)
+    db = ZODB.DB(storage)
+    tm = transaction.TransactionManager()
+    conn = db.open(tm)
+    rnd = random.Random(args.seed * 1000 + me)
+    seq = 0
+    while not os.path.exists(stop_file):
+        seq += 1
+        announced = False
+        try:
+            tm.begin()
+            slots = conn.root()["crash"][str(me)]["slots"]
+            chosen = sorted(rnd.sample(range(len(slots)),
+                                       rnd.randint(1, len(slots))))
+            value = "c%d:s%d" % (me, seq)
+            for k in chosen:
+                slots[k]["v"] = value
+            oids = ",".join(slots[k]._p_oid.hex() for k in chosen)
+            tm.get().note("crash c%d s%d" % (me, seq))
+            record("B %d %s" % (seq, oids))
+            announced = True
+            tm.commit()
+            record("OK %d %s" % (seq, slots[chosen[0]]._p_serial.hex()))
+        except Exception as e:
+            if announced:
+                why = ("%s: %s" % (type(e).__name__, e)).replace("\n", " ")
+                record("MAYBE %d %s" % (seq, why[:200]))
+            try:
+                tm.abort()
+            except Exception:
+                pass
+            time.sleep(0.05)
+    try:
+        db.close()
+    except Exception:
+        pass
+    return 0
+
+
+def setup_database(port, clients, slots):
+    import transaction
+    import ZODB
+    from persistent.mapping import PersistentMapping
+    from ZEO.ClientStorage import ClientStorage
+
+    db = ZODB.DB(ClientStorage(("127.0.0.1", port), wait_timeout=30))
+    tm = transaction.TransactionManager()
+    conn = db.open(tm)
+    root = conn.root()
+    crash = PersistentMapping()
+    for i in range(clients):
+        crash[str(i)] = PersistentMapping(
+            slots=[PersistentMapping(v="c%d:s0" % i) for _ in range(slots)])
+    root["crash"] = crash
+    tm.get().note("crash setup")
+    tm.commit()
+    owners = {}
+    for i in range(clients):
+        for obj in crash[str(i)]["slots"]:
+            owners[obj._p_oid] = i
+    db.close()
+    return owners
+
+
+# ---------------------------------------------------------------- checks
+
+class Journal:
+    def __init__(self):
+        self.announced = {}   # seq -> set of oids (bytes)
+        self.ok = {}          # seq -> tid (bytes)
+        self.maybe = {}       # seq -> error text
+
+    @classmethod
+    def read(cls, path):
+        j = cls()
+        with open(path) as f:
+            for line in f:
+                if not line.endswith("\n"):
+                    break  # being written right now
+                kind, seq, rest = (line.rstrip("\n").split(" ", 2) + [""])[:3]
+                seq = int(seq)
+                if kind == "B":
+                    j.announced[seq] = {bytes.fromhex(o)
+                                        for o in rest.split(",")}
+                elif kind == "OK":
+                    j.ok[seq] = bytes.fromhex(rest)
+                elif kind == "MAYBE":
+                    j.maybe[seq] = rest
+        return j
+
+
+def decode_value(data):
+    """The ``v`` value of a slot's data record (two pickles: class, state)."""
+    u = pickle.Unpickler(io.BytesIO(data))
+    u.persistent_load = lambda ref: ref
+    u.load()
+    state = u.load()
+    found = []
+
+    def walk(x):
+        if isinstance(x, str) and VALUE.match(x):
+            found.append(x)
+        elif isinstance(x, dict):
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, (list, tuple)):
+            for v in x:
+                walk(v)
+
+    walk(state)
+    if len(found) != 1:
+        raise AssertionError("cannot find the slot value in %r" % (state,))
+    m = VALUE.match(found[0])
+    return int(m.group(1)), int(m.group(2))
+
+
+def run(cmd, timeout=300):
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=timeout)
+    return p.returncode, p.stdout.decode("utf-8", "replace")
+
+
+def check_round(server, owners, nclients, stats):
+    """All offline checks of one round; returns a list of failures."""
+    from ZODB.FileStorage import FileStorage
+
+    failures = []
+    path = server.path
+
+    # 1. Python opens the crashed file as it is.
+    try:
+        fs = FileStorage(path, read_only=True)
+        fs.close()
+    except Exception as e:
+        failures.append("Python FileStorage cannot open the crashed file "
+                        "read-only: %r" % e)
+
+    # 2. zeod's own open-time recovery.
+    rc, out = run([server.zeod, "serve", "-a", "127.0.0.1:0", "-f", path,
+                   "--test"])
+    if rc != 0:
+        failures.append("zeod serve --test failed (%d): %s" % (rc, out[-2000:]))
+        return failures
+
+    # 3. Both checkers.
+    rc, out = run([server.zeod, "check", path])
+    if rc != 0:
+        failures.append("zeod check failed (%d): %s" % (rc, out[-2000:]))
+    rc, out = run([sys.executable, "-m", "ZODB.scripts.fstest", path])
+    if rc != 0:
+        failures.append("fstest failed (%d): %s" % (rc, out[-2000:]))
+
+    # 4. The journals against the file.
+    journals = {}
+    for i in range(nclients):
+        jpath = os.path.join(server.workdir, "journal-%d" % i)
+        journals[i] = Journal.read(jpath) if os.path.exists(jpath) else Journal()
+
+    fs = FileStorage(path, read_only=True)
+    try:
+        in_file = {}  # (client, seq) -> (tid, {oid: (client, seq)})
+        for t in fs.iterator():
+            m = DESCRIPTION.match(t.description)
+            if not m:
+                continue
+            key = (int(m.group(1)), int(m.group(2)))
+            records = {}
+            for r in t:
+                records[r.oid] = decode_value(r.data) if r.data else None
+            if key in in_file:
+                failures.append("transaction %s twice in the file" % (key,))
+            in_file[key] = (t.tid, records)
+
+        for (client, seq), (tid, records) in in_file.items():
+            j = journals.get(client)
+            if j is None or seq not in j.announced:
+                failures.append("c%d s%d (tid %s) in the file but never "
+                                "announced" % (client, seq, tid.hex()))
+                continue
+            if set(records) != j.announced[seq]:
+                failures.append(
+                    "c%d s%d (tid %s) is half there: records %s, announced %s"
+                    % (client, seq, tid.hex(), sorted(o.hex() for o in records),
+                       sorted(o.hex() for o in j.announced[seq])))
+            bad = {o.hex(): v for o, v in records.items()
+                   if v != (client, seq)}
+            if bad:
+                failures.append("c%d s%d (tid %s) has foreign values %s"
+                                % (client, seq, tid.hex(), bad))
+
+        verified = 0
+        last_ok_write = {}  # oid -> seq of the owner's last OK write
+        for client, j in journals.items():
+            for seq, tid in j.ok.items():
+                got = in_file.get((client, seq))
+                if got is None:
+                    failures.append("LOST: c%d s%d acknowledged with tid %s "
+                                    "is not in the file" % (client, seq,
+                                                            tid.hex()))
+                    continue
+                if got[0] != tid:
+                    failures.append("c%d s%d acknowledged with tid %s is in "
+                                    "the file under %s" % (client, seq,
+                                                           tid.hex(),
+                                                           got[0].hex()))
+                verified += 1
+                for oid in j.announced.get(seq, ()):
+                    last_ok_write[oid] = max(last_ok_write.get(oid, 0), seq)
+
+        for oid, owner in owners.items():
+            try:
+                data, serial = fs.load(oid)
+            except Exception as e:
+                failures.append("slot %s does not load: %r" % (oid.hex(), e))
+                continue
+            client, seq = decode_value(data)
+            if client != owner:
+                failures.append("slot %s of c%d holds c%d's value"
+                                % (oid.hex(), owner, client))
+                continue
+            if seq < last_ok_write.get(oid, 0):
+                failures.append(
+                    "slot %s holds c%d s%d, older than the acknowledged s%d"
+                    % (oid.hex(), client, seq, last_ok_write[oid]))
+            if seq and seq not in journals[client].announced:
+                failures.append("slot %s holds unannounced c%d s%d"
+                                % (oid.hex(), client, seq))
+        stats["verified"] = verified
+        stats["in_file"] = len(in_file)
+        stats["maybe"] = sum(len(j.maybe) for j in journals.values())
+        stats["maybe_present"] = sum(
+            1 for c, j in journals.items() for s in j.maybe
+            if (c, s) in in_file)
+        stats["ok"] = sum(len(j.ok) for j in journals.values())
+    finally:
+        fs.close()
+    return failures
+
+
+def ok_count(workdir, nclients):
+    n = 0
+    for i in range(nclients):
+        p = os.path.join(workdir, "journal-%d" % i)
+        if os.path.exists(p):
+            with open(p) as f:
+                n += sum(1 for line in f if line.startswith("OK "))
+    return n
+
+
+# ---------------------------------------------------------------- driver
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="CI mode: 20 rounds, 8 clients (1-2 minutes)")
+    ap.add_argument("--rounds", type=int, default=50)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--slots", type=int, default=4,
+                    help="objects owned by each client")
+    ap.add_argument("--min-commits", type=int, default=20,
+                    help="acknowledged commits (all clients) between a "
+                         "restart and the next kill, at least")
+    ap.add_argument("--max-delay", type=float, default=1.5,
+                    help="after that, kill within this many seconds")
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--zeod", default=default_zeod())
+    ap.add_argument("--workdir", default=None,
+                    help="keep files here (default: a temporary directory, "
+                         "removed on success)")
+    # Internal: run as one client.
+    ap.add_argument("--client", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.seed is None:
+        args.seed = random.randrange(1 << 30)
+    if args.client is not None:
+        return client_main(args)
+    if args.quick:
+        args.rounds = 20
+
+    workdir = args.workdir or tempfile.mkdtemp(prefix="zeod-crash-")
+    os.makedirs(workdir, exist_ok=True)
+    rnd = random.Random(args.seed)
+    log("crash torture: %d rounds, %d clients, seed %d, zeod %s, in %s"
+        % (args.rounds, args.clients, args.seed, args.zeod, workdir))
+    server = Server(args.zeod, workdir, free_port())
+    clients = []
+    survived = 0
+    stats = {}
+    failures = []
+    started = time.monotonic()
+    try:
+        # ZODB's complaints (second-phase errors, ignored indexes) are
+        # expected here; they go to a file, not the terminal.
+        logging.basicConfig(filename=os.path.join(workdir, "python.log"),
+                            level=logging.INFO)
+        logfile = open(os.path.join(workdir, "clients.log"), "ab")
+        server.start()
+        owners = setup_database(server.port, args.clients, args.slots)
+        for i in range(args.clients):
+            clients.append(subprocess.Popen(
+                [sys.executable, os.path.abspath(__file__), "--client", str(i),
+                 "--port", str(server.port), "--workdir", workdir,
+                 "--seed", str(args.seed)],
+                stdout=logfile, stderr=subprocess.STDOUT))
+        for rnd_no in range(1, args.rounds + 1):
+            base = ok_count(workdir, args.clients)
+            deadline = time.monotonic() + 60
+            while ok_count(workdir, args.clients) < base + args.min_commits:
+                dead = [c.args[3] for c in clients if c.poll() is not None]
+                if dead:
+                    raise RuntimeError("client(s) %s exited" % dead)
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        "round %d: no progress: fewer than %d commits in 60 s "
+                        "after the restart" % (rnd_no, args.min_commits))
+                time.sleep(0.02)
+            time.sleep(rnd.uniform(0, args.max_delay))
+            size_before = os.path.getsize(server.path)
+            server.kill()
+            round_failures = check_round(server, owners, args.clients, stats)
+            trs = [f for f in os.listdir(workdir) if ".tr" in f]
+            log("round %d: killed at %d bytes; %d acknowledged, %d verified, "
+                "%d maybe (%d present), %d crash txns in file, %d tails cut"
+                % (rnd_no, size_before, stats.get("ok", 0),
+                   stats.get("verified", 0), stats.get("maybe", 0),
+                   stats.get("maybe_present", 0), stats.get("in_file", 0),
+                   len(trs)))
+            if round_failures:
+                failures += ["round %d: %s" % (rnd_no, f)
+                             for f in round_failures]
+                for f in round_failures[:20]:
+                    log("FAIL " + f)
+                break
+            survived += 1
+            server.start()
+    except Exception:
+        failures.append(traceback.format_exc())
+        log("ERROR " + failures[-1])
+    finally:
+        open(os.path.join(workdir, "stop"), "w").close()
+        if server.proc is None and not failures:
+            try:
+                server.start()
+            except Exception:
+                pass
+        for c in clients:
+            try:
+                c.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                c.kill()
+                c.wait()
+        server.stop()
+
+    elapsed = time.monotonic() - started
+    print("rounds survived: %d/%d; transactions verified: %d acknowledged "
+          "(%d unknown-outcome, %d of them present); %.0f s; seed %d"
+          % (survived, args.rounds, stats.get("verified", 0),
+             stats.get("maybe", 0), stats.get("maybe_present", 0), elapsed,
+             args.seed), flush=True)
+    if failures:
+        print("FAILED; files kept in %s" % workdir)
+        return 1
+    if args.workdir is None:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
