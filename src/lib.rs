@@ -20,6 +20,8 @@
 //!   dispatch of requests to the storage, commit lock, invalidations.
 //! - [`backup`]: `zeod backup` / `zeod restore`, repozo-compatible full and
 //!   incremental backups of a Data.fs and its blobs at one committed tid.
+//! - [`pack_cli`]: `zeod pack`, zeopack against a server or a file.
+//! - [`schedule`]: the server's built-in pack schedule (`pack-schedule`).
 //! - [`health`]: `zeod health`, a ZEO handshake + `ruok` probe.
 //! - [`bench`]: `zeod bench`, a native ZEO load generator for any server.
 //! - [`telemetry`]: tracing-subscriber setup.
@@ -35,8 +37,10 @@ pub mod conflict;
 pub mod health;
 pub mod ids;
 pub mod init;
+pub mod pack_cli;
 pub mod protocol;
 pub mod record;
+pub mod schedule;
 pub mod server;
 pub mod storage;
 pub mod telemetry;

@@ -29,6 +29,8 @@ enum Command {
     Bench(zeod::bench::BenchArgs),
     /// Back up a Data.fs and its blobs, repozo-compatible (-B, -R, -V modes).
     Backup(zeod::backup::BackupArgs),
+    /// Pack a storage (like zeopack): through a running server, or a file.
+    Pack(zeod::pack_cli::PackArgs),
     /// Recover a Data.fs and its blobs from a backup repository (`backup -R`).
     Restore(zeod::backup::BackupArgs),
 }
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
         Command::Health(args) => report(zeod::health::main(args)),
         Command::Check(args) => report(zeod::check::main(args)),
         Command::Bench(args) => report(zeod::bench::main(args)),
+        Command::Pack(args) => report(zeod::pack_cli::main(args)),
         Command::Backup(args) => report(zeod::backup::main(args)),
         Command::Restore(args) => report(zeod::backup::main(zeod::backup::BackupArgs {
             recover: true,

@@ -119,6 +119,16 @@ fn pack_into(
         return Ok(());
     }
     g.find_reachable(gc)?;
+    info!(
+        path = %s.path.display(),
+        pack_time = %pack_time.timestamp_string(),
+        gc,
+        packpos = g.packpos,
+        size = eof,
+        kept_objects = g.reachable.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        "pack: reachability computed; copying history up to the pack time"
+    );
 
     let mut out = PackOut::create(pack_path)?;
     let mut dropped = Vec::new();
@@ -133,8 +143,16 @@ fn pack_into(
     // What was committed while we worked: first without the commit slot,
     // then the last few transactions with it.
     let (_, end) = s.snapshot();
+    info!(
+        path = %s.path.display(),
+        packed_part = opos,
+        committed_meanwhile = end.saturating_sub(ipos),
+        seconds = started.elapsed().as_secs_f64(),
+        "pack: history copied; copying transactions committed since the pack started"
+    );
     let ipos = copy_rest(r, &mut out, ipos, end)?;
     let slot = take_slot(s)?;
+    let locked = Instant::now();
     let (_, end) = s.snapshot();
     copy_rest(r, &mut out, ipos, end)?;
     out.sync()?;
@@ -170,6 +188,11 @@ fn pack_into(
         blobs.remove_dropped(&dropped, s.options.pack_keep_old);
     }
     drop(slot);
+    info!(
+        path = %s.path.display(),
+        commits_held_seconds = locked.elapsed().as_secs_f64(),
+        "pack: new file in place; commits resumed"
+    );
 
     if !s.options.pack_keep_old {
         std::fs::remove_file(old_path).map_err(io(format!("removing {}", old_path.display())))?;
