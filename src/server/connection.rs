@@ -352,11 +352,9 @@ impl Connection {
             return Err(CallError::read_only());
         }
         self.read_only = read_only || exported.storage.is_read_only();
-        // Joining the storage and reading its last tid must not straddle a
-        // commit: the client would miss that commit's invalidation. (The
-        // reply itself may follow later invalidations: clients queue those
-        // until they are connected.)
-        let visible = exported.visibility.read().await;
+        // Join first, then read the last tid: every commit after that tid
+        // is then announced to this connection. (Its invalidations may
+        // precede the reply: clients queue them until connected.)
         exported.peers.lock().insert(
             self.id,
             Peer {
@@ -367,7 +365,6 @@ impl Connection {
             },
         );
         let last = exported.storage.last_transaction();
-        drop(visible);
         tracing::info!(
             conn = self.id,
             peer = %self.address,
