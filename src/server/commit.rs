@@ -4,9 +4,8 @@
 //! commit lock (waiting voters are queued FIFO, their replies deferred),
 //! begins the storage transaction (which fixes the tid), replays the log,
 //! and votes. `tpc_finish` makes it durable, queues the invalidations to
-//! every other connection (replies that could show the commit wait for
-//! that, see `Exported::announced`), sends `info` and the tid, and only
-//! then releases the lock.
+//! every other connection while no reply can overtake them, sends `info`
+//! and the tid, and only then releases the lock.
 //!
 //! Write conflicts go back to ZEO 5 clients as `{'oid', 'serials', 'data'}`
 //! dicts in the vote result with the log kept, so the client resolves them
@@ -403,10 +402,12 @@ impl Connection {
         let info_slot = self.reserve().await.map_err(CallError::Close)?;
         let reply_slot = self.reserve().await.map_err(CallError::Close)?;
         let storage = exported.storage.clone();
+        let visible = exported.visibility.write().await;
         let finished = tokio::task::spawn_blocking(move || storage.tpc_finish(*txn)).await;
         let result = match finished {
             Ok(Ok((tid, oids))) => {
                 exported.broadcast_invalidation(self.id, tid, &oids);
+                drop(visible);
                 Stats::bump(&exported.stats.commits);
                 tracing::debug!(conn = self.id, storage = %exported.name, %tid, objects = oids.len(), "committed");
                 let info = info_dict(&exported.storage);
@@ -417,10 +418,12 @@ impl Connection {
                 Ok(Value::tid(tid))
             }
             Ok(Err(err)) => {
+                drop(visible);
                 tracing::error!(conn = self.id, storage = %exported.name, %err, "tpc_finish failed");
                 Err(CallError::from(err))
             }
             Err(err) => {
+                drop(visible);
                 tracing::error!(conn = self.id, storage = %exported.name, %err, "tpc_finish panicked");
                 Err(CallError::message(
                     "ZODB.POSException.StorageSystemError",

@@ -352,9 +352,12 @@ impl Connection {
             return Err(CallError::read_only());
         }
         self.read_only = read_only || exported.storage.is_read_only();
-        // Join first, then read the last tid: every commit after that tid
-        // is then announced to this connection. (Its invalidations may
-        // precede the reply: clients queue them until connected.)
+        // Joining the storage and reading its last tid must not straddle a
+        // commit: the client would miss that commit's invalidation, or take
+        // its getInvalidations answer as covering a commit not yet in the
+        // queue. (The reply may follow later invalidations: clients queue
+        // those until they are connected.)
+        let visible = exported.visibility.read().await;
         exported.peers.lock().insert(
             self.id,
             Peer {
@@ -365,6 +368,7 @@ impl Connection {
             },
         );
         let last = exported.storage.last_transaction();
+        drop(visible);
         tracing::info!(
             conn = self.id,
             peer = %self.address,

@@ -6,10 +6,9 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::sync::watch;
+use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
 
 use super::invalidations::InvalidationQueue;
@@ -18,9 +17,6 @@ use super::status::Stats;
 use crate::ids::{Oid, Tid};
 use crate::protocol::{Encoding, Message, Value};
 use crate::storage::FileStorage;
-
-/// How long a reply may wait for a commit's invalidations to be queued.
-const ANNOUNCE_WAIT: Duration = Duration::from_secs(30);
 
 /// Identifies a connection for the life of the process.
 pub type ConnId = u64;
@@ -44,14 +40,12 @@ pub struct Exported {
     /// `tpc_abort` or disconnect. tokio's mutex queues waiters in FIFO
     /// order, which is the order voters are served in.
     pub commit_lock: Arc<tokio::sync::Mutex<()>>,
-    /// The last tid whose invalidations are queued on every connection.
-    /// A commit is published by the storage a moment before its
-    /// invalidations are queued; a reply computed in that window could
-    /// show the commit before its invalidation reaches the client. So a
-    /// reply is queued only once this has caught up with the storage's last
-    /// tid as of the reply's computation ([`Exported::announced`]). Readers
-    /// never wait for a commit's fsync, only (rarely) for that moment.
-    announced: watch::Sender<Tid>,
+    /// Makes "commit published + invalidations queued" one step for
+    /// readers: `tpc_finish` publishes under the write side, and every
+    /// request whose reply could reveal a commit computes and queues that
+    /// reply under the read side. So no reply showing transaction T can
+    /// overtake T's `invalidateTransaction` on any connection.
+    pub visibility: RwLock<()>,
     pub peers: Mutex<HashMap<ConnId, Peer>>,
     pub invalidations: Mutex<InvalidationQueue>,
     pub stats: Stats,
@@ -72,10 +66,10 @@ impl Exported {
     ) -> Exported {
         Exported {
             name,
-            announced: watch::Sender::new(storage.last_transaction()),
             storage,
             pack_gc,
             commit_lock: Arc::new(tokio::sync::Mutex::new(())),
+            visibility: RwLock::new(()),
             peers: Mutex::new(HashMap::new()),
             invalidations: Mutex::new(invalidations),
             stats: Stats::default(),
@@ -97,27 +91,11 @@ impl Exported {
         }
     }
 
-    /// Waits until the invalidations of every commit up to `tid` are queued
-    /// (see `announced`). Bounded: a commit whose announcement never comes
-    /// (a panicked finish) must not wedge every reader.
-    pub async fn announced(&self, tid: Tid) {
-        if *self.announced.borrow() >= tid {
-            return;
-        }
-        let mut rx = self.announced.subscribe();
-        if tokio::time::timeout(ANNOUNCE_WAIT, rx.wait_for(|t| *t >= tid))
-            .await
-            .is_err()
-        {
-            tracing::error!(storage = %self.name, %tid, "commit not announced in time; replying anyway");
-        }
-    }
-
     /// Queues `invalidateTransaction(tid, oids)` on every connection of this
-    /// storage except `committer`, records it for `getInvalidations`, and
-    /// marks `tid` announced. Call right after the storage published `tid`.
-    /// Never waits: a connection whose queue is full is disconnected (it
-    /// would otherwise miss an invalidation).
+    /// storage except `committer`, and records it for `getInvalidations`.
+    /// Must be called under the write side of `visibility`, right after the
+    /// storage published `tid`. Never waits: a connection whose queue is
+    /// full is disconnected (it would otherwise miss an invalidation).
     pub fn broadcast_invalidation(&self, committer: ConnId, tid: Tid, oids: &[Oid]) {
         self.invalidations.lock().push(tid, oids.to_vec());
         let call = Message {
@@ -130,7 +108,6 @@ impl Exported {
             ]),
         };
         self.send_to_all(Some(committer), &call);
-        self.announced.send_replace(tid);
     }
 
     /// Queues a one-way call on every connection (but `except`), encoding

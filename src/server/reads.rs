@@ -1,7 +1,9 @@
 //! Calls that read the storage (loads, history, undo log, info, status,
 //! invalidations since a tid, iterators) and `pack`. Each read computes and
-//! queues its reply only once every commit it could show has had its
-//! invalidations queued ahead of it (`Exported::announced`). Point reads
+//! queues its reply under the read side of the storage's visibility lock,
+//! so a reply that shows a commit follows that commit's invalidation, and
+//! one computed before a commit precedes it (else the client would cache
+//! stale data as current after applying the invalidation). Point reads
 //! (an index lookup and a pread, microseconds when cached) run inline, as
 //! in Python; scans (undo log, iteration, invalidations by age) and pack run
 //! on tokio's blocking pool.
@@ -105,8 +107,8 @@ fn unix_now() -> f64 {
 }
 
 impl Connection {
-    /// A read-only call: computes the reply, waits until what it could show
-    /// is announced, queues it.
+    /// A read-only call: computes and queues the reply under the read side
+    /// of the visibility lock.
     pub(super) async fn read_call(
         &mut self,
         method: &str,
@@ -118,14 +120,13 @@ impl Connection {
             .clone()
             .ok_or_else(|| CallError::close("not registered"))?;
         let slot = self.reserve().await.map_err(CallError::Close)?;
+        let visible = exported.visibility.read().await;
         let result = self.read(method, a, &exported).await;
         if let Err(CallError::Close(reason)) = result {
             return Err(CallError::Close(reason));
         }
-        exported
-            .announced(exported.storage.last_transaction())
-            .await;
         slot.send(self.encode_reply(msgid, result).map_err(CallError::Close)?);
+        drop(visible);
         Ok(())
     }
 
