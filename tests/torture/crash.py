@@ -568,9 +568,10 @@ def main(argv=None):
                 server.start()
             except Exception:
                 pass
+        deadline = time.monotonic() + 30
         for c in clients:
             try:
-                c.wait(timeout=30)
+                c.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 c.kill()
                 c.wait()
