@@ -37,7 +37,7 @@ mod verify;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-pub use create::{backup, BackupOutcome};
+pub use create::{backup, BackupOutcome, Written};
 pub use recover::{recover, Recovered};
 pub use repository::{BackupName, DatLine};
 pub use verify::{verify, Verified};

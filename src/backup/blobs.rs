@@ -324,9 +324,9 @@ pub fn check_file(path: &Path, expect: &Entry, quick: bool) -> Result<()> {
     Ok(())
 }
 
-/// Puts the blob files of a chain of backups into the empty directory
-/// `dest`, checking each against its manifest. Returns the file count.
-pub fn recover(backups: &[(String, PathBuf, PathBuf)], dest: &Path) -> Result<u64> {
+/// Refuses, before anything is written, a destination that already holds
+/// blob files or a chain with a backup that has no blob files.
+pub fn preflight(backups: &[(String, PathBuf, PathBuf)], dest: &Path) -> Result<()> {
     if dest.exists() {
         let occupied = fs::read_dir(dest)
             .map_err(io(format!("listing {}", dest.display())))?
@@ -335,6 +335,18 @@ pub fn recover(backups: &[(String, PathBuf, PathBuf)], dest: &Path) -> Result<u6
             return Err(Error::BlobDirNotEmpty(dest.to_path_buf()));
         }
     }
+    for (stem, _, manifest) in backups {
+        if !manifest.exists() {
+            return Err(Error::NoBlobBackup(stem.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// Puts the blob files of a chain of backups into the empty directory
+/// `dest`, checking each against its manifest. Returns the file count.
+pub fn recover(backups: &[(String, PathBuf, PathBuf)], dest: &Path) -> Result<u64> {
+    preflight(backups, dest)?;
     fs::create_dir_all(dest).map_err(io(format!("creating {}", dest.display())))?;
     let mut count = 0;
     let mut layout = None;

@@ -45,6 +45,20 @@ pub fn recover(args: &BackupArgs) -> Result<Recovered> {
         .map(|l| (l.base_name().to_string(), (l.end - l.start, l.md5)))
         .collect();
 
+    let blob_backups: Vec<(String, PathBuf, PathBuf)> = chain
+        .iter()
+        .map(|n| {
+            (
+                n.file_name(),
+                repository::blob_dir(repo, n),
+                repository::blob_manifest(repo, n),
+            )
+        })
+        .collect();
+    if let Some(dest) = &args.blob_dir {
+        blobs::preflight(&blob_backups, dest)?;
+    }
+
     let (tmp, mut out): (Option<PathBuf>, Box<dyn Write>) = match &args.output {
         Some(output) => {
             if output.exists() {
@@ -117,17 +131,7 @@ pub fn recover(args: &BackupArgs) -> Result<Recovered> {
 
     let mut blob_count = 0;
     if let Some(dest) = &args.blob_dir {
-        let backups: Vec<(String, PathBuf, PathBuf)> = chain
-            .iter()
-            .map(|n| {
-                (
-                    n.file_name(),
-                    repository::blob_dir(repo, n),
-                    repository::blob_manifest(repo, n),
-                )
-            })
-            .collect();
-        blob_count = blobs::recover(&backups, dest)?;
+        blob_count = blobs::recover(&blob_backups, dest)?;
     }
     if let Some(last) = chain.last() {
         tid = Manifest::read(&repository::blob_manifest(repo, last))?.and_then(|m| m.tid);
