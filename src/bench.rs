@@ -54,7 +54,8 @@ pub struct BenchArgs {
     /// Operations per phase (over all connections) instead of a duration.
     #[arg(short = 'n', long)]
     pub requests: Option<u64>,
-    /// Phases to run, comma-separated: load, commit, mixed.
+    /// Phases to run, comma-separated: load, commit, mixed (or none, to
+    /// only run the setup).
     #[arg(long, value_delimiter = ',', default_value = "load")]
     pub phases: Vec<Phase>,
     /// First create this many objects (for the load phases).
@@ -93,6 +94,7 @@ pub enum Phase {
     Load,
     Commit,
     Mixed,
+    None,
 }
 
 /// `zeod bench`. Exit status 1 if any operation failed or none succeeded.
@@ -127,6 +129,7 @@ pub fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
         .phases
         .iter()
         .any(|p| p.tally.errors > 0 || p.tally.ops == 0);
+    let failed = failed || (outcome.phases.is_empty() && outcome.setup.is_none());
     Ok(if failed {
         ExitCode::FAILURE
     } else {
@@ -169,7 +172,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Outcome> {
         setup = Some((count, started.elapsed()));
     }
     let mut phases = Vec::new();
-    for &phase in &args.phases {
+    for &phase in args.phases.iter().filter(|p| **p != Phase::None) {
         phases.extend(run_phase(args, phase, &keys).await?);
     }
     Ok(Outcome { setup, phases })
@@ -190,7 +193,7 @@ async fn run_phase(
     let connections = args.connections.max(1);
     let roles: Vec<Role> = (0..connections)
         .map(|i| match phase {
-            Phase::Load => Role::Load,
+            Phase::Load | Phase::None => Role::Load,
             Phase::Commit => Role::Commit,
             Phase::Mixed if i < args.writers.min(connections) => Role::Commit,
             Phase::Mixed => Role::Load,
@@ -261,7 +264,7 @@ async fn run_phase(
         cpu_ops,
     };
     Ok(match phase {
-        Phase::Load => vec![row("load", Role::Load, loads)],
+        Phase::Load | Phase::None => vec![row("load", Role::Load, loads)],
         Phase::Commit => vec![row("commit", Role::Commit, commits)],
         Phase::Mixed => vec![
             row("mixed/load", Role::Load, loads),

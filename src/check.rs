@@ -130,7 +130,7 @@ impl Walker<'_> {
             Error::Corrupt { pos, reason, .. } => self.damage(pos, reason),
             Error::VersionedRecord { pos, .. } => self.damage(
                 pos,
-                "record with a version (ZODB <= 3.8); convert the file first",
+                "data record with a version length: a ZODB <= 3.8 file (convert it) or damage",
             ),
             other => self.damage(0, other.to_string()),
         }

@@ -211,17 +211,18 @@ impl Default for ServerConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    // The cause is the error's source; `{:#}` prints it after the path.
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Syntax {
         path: PathBuf,
         source: zconfig::SyntaxError,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Schema { path: PathBuf, source: SchemaError },
     #[error("configuration: {0}")]
     Layering(#[from] Box<figment::Error>),
@@ -392,6 +393,9 @@ fn resolve(
                 pack_gc: s.pack_gc.unwrap_or(defaults.pack_gc),
                 pack_keep_old: s.pack_keep_old.unwrap_or(defaults.pack_keep_old),
                 quota: s.quota,
+                // With client-conflict-resolution the clients resolve; the
+                // storage must hand every conflict back untouched.
+                resolve_conflicts: !layer.client_conflict_resolution.unwrap_or(false),
                 ..defaults
             },
         });

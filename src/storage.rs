@@ -14,6 +14,27 @@
 //! it, and `tpc_begin` returns `Error::TransactionInProgress` otherwise.
 //! A committed transaction becomes visible to reads only when
 //! `tpc_finish` returns, after it is durable (fsync unless disabled).
+//!
+//! # Layout (in reading order)
+//!
+//! - [`format`]: the on-disk records (ASCII tables) and `pread` helpers.
+//! - [`index`]: oid → position, fsIndex-shaped, ~8 bytes per object.
+//! - [`index_file`]: the `.index` pickles Python reads and writes.
+//! - `lockfile`: `Data.fs.lock`, zc.lockfile's protocol.
+//! - [`scan`]: building the index by reading the file; tail recovery rules.
+//! - `open`: magic, index load/validation/rebuild, cutting a crashed tail.
+//! - `read`, `iter`: loads, history, undo log, the transaction iterator.
+//! - `transaction`, `commit`, `undo`: the write path.
+//! - `blob`: the blob directory layout.
+//! - [`refs`], `pack`: references in pickles; pack with GC.
+//!
+//! Differences from Python's FileStorage, all deliberate: `load_before` of
+//! a deletion is `PosKey` (Python returns empty data); conflicts are
+//! resolved (store and undo) only for the classes [`crate::conflict`]
+//! knows, as there is no Python to import application classes; pack
+//! tolerates dangling references and back pointers into dropped revisions
+//! where ZODB raises; a saved index pointing outside the data it covers is
+//! rejected (Python only samples the last transaction).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

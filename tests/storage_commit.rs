@@ -136,15 +136,15 @@ fn concurrent_readers_only_ever_see_finished_revisions() {
     .unwrap();
     let mut serial = commit(&fs, &[(Oid::ZERO, Tid::ZERO, pickle("0"))]);
     let stop = Arc::new(AtomicBool::new(false));
-    let reads = Arc::new(AtomicUsize::new(0));
+    let reads: Arc<[AtomicUsize; 2]> = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
     let readers: Vec<_> = (0..2)
-        .map(|_| {
+        .map(|k| {
             let (fs, stop, reads) = (Arc::clone(&fs), Arc::clone(&stop), Arc::clone(&reads));
             std::thread::spawn(move || {
                 let mut seen = 0;
                 let mut last = Tid::ZERO;
                 while !stop.load(Ordering::Relaxed) {
-                    reads.fetch_add(1, Ordering::Relaxed);
+                    reads[k].fetch_add(1, Ordering::Relaxed);
                     let (data, tid) = fs.load(Oid::ZERO).unwrap();
                     assert!(tid >= last, "went back in time");
                     assert!(tid <= fs.last_transaction());
@@ -156,9 +156,18 @@ fn concurrent_readers_only_ever_see_finished_revisions() {
             })
         })
         .collect();
-    // Keep committing until the readers have really raced with us.
+    // Keep committing until both readers have really raced with us (on a
+    // loaded machine a thread may start late).
     let mut i = 0;
-    while i < 200 || (reads.load(Ordering::Relaxed) < 2000 && i < 100_000) {
+    let started = std::time::Instant::now();
+    let min_reads = || {
+        reads
+            .iter()
+            .map(|r| r.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0)
+    };
+    while i < 200 || (min_reads() < 500 && started.elapsed() < std::time::Duration::from_secs(60)) {
         i += 1;
         let mut txn = fs.tpc_begin(meta("bump")).unwrap();
         fs.store(&mut txn, Oid::ZERO, serial, &pickle(&i.to_string()))
@@ -489,4 +498,43 @@ fn quota_and_empty_transactions() {
         Err(Error::Quota { .. })
     ));
     fs.tpc_abort(txn);
+}
+
+#[test]
+fn undo_merges_a_length_changed_later_like_zodb() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = open_new(dir.path());
+    let length = |n: u8| {
+        let mut v = b"\x80\x03cBTrees.Length\nLength\nq\x00.\x80\x03K".to_vec();
+        v.extend_from_slice(&[n, b'.']);
+        v
+    };
+    let value = |data: &[u8]| {
+        let at = data.windows(2).rposition(|w| w == b"\x80\x03").unwrap();
+        serde_pickle::value_from_slice(&data[at..], serde_pickle::DeOptions::new()).unwrap()
+    };
+    let oid = Oid::from_u64(1);
+    let t1 = commit(&fs, &[(oid, Tid::ZERO, length(5))]);
+    let t2 = commit(&fs, &[(oid, t1, length(8))]);
+    let t3 = commit(&fs, &[(oid, t2, length(10))]);
+    // Undo t2 (5 -> 8) after t3 (8 -> 10): 10 + 5 - 8 = 7.
+    let id = fs
+        .undo_log(0, 10)
+        .unwrap()
+        .into_iter()
+        .find(|u| u.tid == t2)
+        .unwrap()
+        .id;
+    let mut txn = fs.tpc_begin(meta("undo t2")).unwrap();
+    assert_eq!(fs.undo(&mut txn, &id).unwrap(), vec![oid]);
+    fs.tpc_vote(&mut txn).unwrap();
+    let (t4, _) = fs.tpc_finish(txn).unwrap();
+    let (data, serial) = fs.load(oid).unwrap();
+    assert_eq!(serial, t4);
+    assert_eq!(value(&data), serde_pickle::Value::I64(7));
+    assert!(
+        fs.history(oid, 1).unwrap()[0].size > 0,
+        "a merged record holds data"
+    );
+    let _ = t3;
 }

@@ -295,3 +295,46 @@ fn version_records_are_refused_with_a_hint() {
         .unwrap_err();
     assert_eq!(damage.pos, 731);
 }
+
+#[test]
+fn zeod_check_exits_non_zero_on_damage_and_never_writes() {
+    let bin = env!("CARGO_BIN_EXE_zeod");
+    let (_dir, path) = copy_fixture("b_undo");
+    let out = std::process::Command::new(bin)
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("7 transactions") && text.contains("no errors detected"),
+        "{text}"
+    );
+
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[1513 + 8 + 7] ^= 0x40; // tlen of T6
+    std::fs::write(&path, &bytes).unwrap();
+    let out = std::process::Command::new(bin)
+        .args(["check", "-v"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    // Somewhere inside T6 (1513..1661), whose length no longer adds up.
+    let at: u64 = text.rsplit(" at ").next().unwrap().trim().parse().unwrap();
+    assert!(
+        text.contains("DAMAGED") && (1513..1661).contains(&at),
+        "{text}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    let (_dir, crashed) = copy_fixture("f_crash_c");
+    let out = std::process::Command::new(bin)
+        .arg("check")
+        .arg(&crashed)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("checkpoint flag"));
+}

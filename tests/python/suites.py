@@ -1,8 +1,9 @@
 """Which of ZEO's and ZODB's own test classes run against the server.
 
 The classes come from the installed ZEO and ZODB packages (never copied).
-The few local subclasses below only change a test class's storage
-configuration or add a ZODB mixin that ZEO does not mix in itself.
+The one local class below adds ZODB mixins that ZEO does not mix in itself.
+Classes that serve a ``<mappingstorage>`` get a new FileStorage from zeod
+(see zeod_forker).
 """
 import unittest
 
@@ -19,28 +20,6 @@ FILESTORAGE = """\
 path Data.fs
 </filestorage>
 """
-
-
-class FileStorageClientConflictResolutionTests(
-        testZEO.ClientConflictResolutionTests):
-    """``ClientConflictResolutionTests`` on a FileStorage.
-
-    ZEO's class serves a ``<mappingstorage>``, an in-memory Python storage
-    that zeod does not have (it serves FileStorages only).  What the class
-    tests, conflicts handed back to the client by ``vote`` with
-    ``client-conflict-resolution true``, does not depend on the storage.
-    """
-
-    def getConfig(self):
-        return FILESTORAGE
-
-
-class FileStorageZRPCConnectionTests(testZEO.ZRPCConnectionTests):
-    """``ZRPCConnectionTests`` (bad messages, error logging, reconnect
-    invalidation) on a FileStorage instead of a ``<mappingstorage>``."""
-
-    def getConfig(self, path, create, read_only):
-        return FILESTORAGE
 
 
 class HistoryPersistenceTests(
@@ -88,9 +67,9 @@ CLASSES = [
      "same with a blob directory shared by server and client"),
     (testZEO.FileStorageRecoveryTests,
      "restore/copyTransactionsFrom between two servers"),
-    (FileStorageClientConflictResolutionTests,
+    (testZEO.ClientConflictResolutionTests,
      "client-side conflict resolution (dict vote results)"),
-    (FileStorageZRPCConnectionTests,
+    (testZEO.ZRPCConnectionTests,
      "bad messages, server error logging, reconnect"),
     (testConnection.FileStorageConnectionTests,
      "restarts, read-only servers and clients, invalidations"),
@@ -100,6 +79,8 @@ CLASSES = [
      "invalidation queue and its overflow"),
     (testConnection.FileStorageTimeoutTests,
      "transaction-timeout"),
+    (testZEO.MultiprocessingTests,
+     "ClientStorage used from forked worker processes"),
     (HistoryPersistenceTests,
      "history() and data surviving a server restart"),
 ]
@@ -120,7 +101,105 @@ def test_names(cls):
     return names
 
 
+# Doctests of ZEO's test_suite() that start their servers through
+# ``start_server`` (so through the harness); the others need an in-process
+# Python server or run runzeo itself (see exclusions.py for why each of
+# those is left out).
+ZEO_DOCTESTS = [
+    "can_use_empty_string_for_local_host_on_client",
+    "client_asyncore_thread_has_name",
+    "client_has_newer_data_than_server",
+    "client_labels",
+    "close_client_storage_w_invalidations",
+    "convenient_to_pass_port_to_client_and_ZEO_dot_client",
+    "dont_log_poskeyerrors_on_server",
+    "gracefully_handle_abort_while_storing_many_blobs",
+    "history_over_zeo",
+    "invalidate_client_cache_entry_on_server_commit_error",
+    "open_convenience",
+    "quick_close_doesnt_kill_server",
+    "test_prefetch",
+    "test_ruok",
+    "test_server_status",
+    "tpc_finish_error",
+    "unix_domain_sockets",
+    "iterator_sane_after_reconnect",
+]
+ZEO_DOCFILES = [
+    "drop_cache_rather_than_verify_txt",
+    "client-config_test",
+    "zeo_blob_cache_test",
+    "invalidation-age_txt",
+    "nagios_rst",
+    "new_addr_test",
+    "IExternalGC_test",
+]
+
+
+def _walk(suite):
+    if isinstance(suite, unittest.TestSuite):
+        for test in suite:
+            yield from _walk(test)
+    else:
+        yield suite
+
+
+def doctest_cases():
+    """[(test id, case)] of ZEO's doctests and ZODB's reusable blob suite
+    (doctests and BlobUndoTests) over a ClientStorage whose server the
+    suite starts itself."""
+    from ZODB.tests import testblob
+    cases = []
+    for case in _walk(testZEO.test_suite()):
+        name = case.id().rsplit(".", 1)[-1]
+        if name in ZEO_DOCTESTS or name in ZEO_DOCFILES:
+            cases.append(("testZEO.%s" % name, case))
+    for case in _walk(testConnection.test_suite()):
+        if case.id().endswith(".invalidations_while_connecting"):
+            cases.append(("testConnection.invalidations_while_connecting",
+                          case))
+    for prefix, factory in [
+            ("ClientStorageNonSharedBlobs",
+             testZEO.ServerManagingClientStorage),
+            ("ClientStorageSharedBlobs", testZEO.create_storage_shared)]:
+        for case in _walk(testblob.storage_reusable_suite(prefix, factory)):
+            name = case.id().rsplit(".", 1)[-1]
+            if not isinstance(case, unittest.FunctionTestCase) and \
+                    type(case).__name__.endswith("BlobUndoTests"):
+                name = "BlobUndoTests." + name
+            cases.append(("%s.%s" % (prefix, name), case))
+    return cases
+
+
+def zeo_units():
+    """Every test class and doctest of ZEO's own ``test_suite()`` functions
+    (testZEO, testConnection) as ``module.Name``, for the check that each
+    one is either run here or listed in exclusions.NOT_RUN."""
+    units = set()
+    for module, label in ((testZEO, "testZEO"),
+                          (testConnection, "testConnection")):
+        for case in _walk(module.test_suite()):
+            test = getattr(case, "_dt_test", None)
+            if test is not None:
+                if "/ZODB/tests/" in (test.filename or ""):
+                    continue  # the reusable blob suite: run below
+                units.add("%s.%s" % (label, case.id().rsplit(".", 1)[-1]))
+            elif not type(case).__name__.endswith("BlobUndoTests"):
+                units.add(class_label(type(case)))
+    return units
+
+
+def run_units():
+    """What of ``zeo_units()`` this harness runs."""
+    return ({class_label(cls) for cls, _ in CLASSES}
+            | {test_id for test_id, _ in doctest_cases()})
+
+
 def all_tests():
-    """[(test id, class, method name)] of every test of every class."""
-    return [("%s.%s" % (class_label(cls), name), cls, name)
-            for cls, _ in CLASSES for name in test_names(cls)]
+    """[(test id, factory of the unittest case)] of every test."""
+    tests = [("%s.%s" % (class_label(cls), name),
+              lambda cls=cls, name=name: cls(name))
+             for cls, _ in CLASSES for name in test_names(cls)]
+    tests += [(test_id, lambda case=case: case)
+              for test_id, case in doctest_cases()]
+    return tests

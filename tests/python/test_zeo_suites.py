@@ -34,19 +34,18 @@ def _alarm(signum, frame):
 def _params():
     params = []
     for dialect in DIALECTS:
-        for test_id, cls, name in suites.all_tests():
-            params.append(pytest.param(dialect, cls, name,
+        for test_id, factory in suites.all_tests():
+            params.append(pytest.param(dialect, test_id, factory,
                                        id="%s-%s" % (dialect, test_id)))
     return params
 
 
-@pytest.mark.parametrize("dialect,cls,name", _params())
-def test_suite_case(dialect, cls, name):
+@pytest.mark.parametrize("dialect,test_id,factory", _params())
+def test_suite_case(dialect, test_id, factory):
     zeod_forker.dialect = dialect
-    zeod_forker.current_test = "%s-%s.%s" % (
-        dialect, suites.class_label(cls), name)
+    zeod_forker.current_test = "%s-%s" % (dialect, test_id)
     zeod_forker.current_logs = []
-    case = cls(name)
+    case = factory()
     result = unittest.TestResult()
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(TEST_TIMEOUT)

@@ -12,6 +12,9 @@ runs the server as a separate program (spec §13.2):
   server launched the same way, the baseline that tells harness failures from
   server failures.
 
+For zeod, a ``<mappingstorage>`` section becomes a new ``<filestorage>``
+(zeod serves FileStorages only).
+
 ``install()`` puts it in place of the Python runner.  ``dialect`` selects the
 wire encoding announced by every server started: ``"pickle"`` (Z5) or
 ``"msgpack"`` (M5, ``msgpack true`` in ``<zeo>``).
@@ -70,6 +73,24 @@ def _can_connect(addr):
         return True
 
 
+_MAPPING = re.compile(
+    r"<mappingstorage(?:\s+([^>/\s]+))?\s*(?:/>|>(?:\s*name\s+\S+)?\s*"
+    r"</mappingstorage>)", re.I)
+
+
+def _mapping_as_file(storage_conf):
+    """Serves a new FileStorage where a test asks for a ``<mappingstorage>``.
+
+    zeod serves FileStorages only; the tests that use Python's in-memory
+    MappingStorage want an empty storage without undo, which a new
+    FileStorage is too (it only offers more)."""
+    def repl(match):
+        name = match.group(1)
+        return "<filestorage%s>\npath MappingStorage-%s.fs\n</filestorage>" % (
+            " " + name if name else "", name or "1")
+    return _MAPPING.sub(repl, storage_conf)
+
+
 def _greeting(addr):
     """The protocol id the server sends first (spec §2)."""
     family = socket.AF_UNIX if isinstance(addr, str) else socket.AF_INET
@@ -101,16 +122,14 @@ def server_command(conf_path, zeod_args=()):
 
 
 def storage_files(conf_text, cwd):
-    """Files and directories a stopped server leaves for ``keep=False``."""
+    """The files ``keep=False`` removes after the server stopped: what
+    Python's runner removes with ``FileStorage.cleanup()``.  Blob
+    directories stay, as there (a shared one is the client's too)."""
     paths = []
-    for key, value in re.findall(
-            r"^\s*(path|blob-dir)\s+(\S+)\s*$", conf_text, re.M | re.I):
+    for value in re.findall(r"^\s*path\s+(\S+)\s*$", conf_text, re.M | re.I):
         value = os.path.join(cwd, value)
-        if key.lower() == "path":
-            paths += [value + ext for ext in
-                      ("", ".index", ".lock", ".tmp", ".old", ".pack")]
-        else:
-            paths.append(value)
+        paths += [value + ext for ext in
+                  ("", ".index", ".lock", ".tmp", ".old", ".pack")]
     return paths
 
 
@@ -139,6 +158,8 @@ def start_external(storage_conf=None, zeo_conf=None, port=None, keep=False,
             z.__dict__.update(zeo_conf)
         zeo_conf = z
     zeo_text = str(zeo_conf)
+    if SERVER == "zeod":
+        storage_conf = _mapping_as_file(storage_conf)
     if dialect == "msgpack":
         zeo_text = _with_msgpack(zeo_text)
     address = re.search(r"^\s*address\s+(\S+)", zeo_text, re.M).group(1)
@@ -183,14 +204,7 @@ def _launch(zeo_text, storage_conf, address, keep, zeod_args, start_timeout):
             re.sub(r"[^\w.-]", "_", current_test), port_label,
             len(current_logs)))
     eventlog = re.search(r"<logfile>\s*path\s+(\S+)", zeo_text)
-    if SERVER == "zeod" and eventlog:
-        # zeod logs to stderr and ignores <eventlog>: the log file the
-        # config names (some ZEO tests read it) becomes a link to the
-        # captured stderr, which outlives the test's directory.
-        link = os.path.join(cwd, eventlog.group(1))
-        if os.path.lexists(link):
-            os.remove(link)
-        os.symlink(log_path, link)
+    eventlog = eventlog and os.path.join(cwd, eventlog.group(1))
     command = server_command(conf_path, zeod_args)
     with open(log_path, "ab") as log_file:
         log_file.write(("# %s\n# cwd %s\n%s\n# ---\n" % (
@@ -223,8 +237,13 @@ def _launch(zeo_text, storage_conf, address, keep, zeod_args, start_timeout):
             _running.remove(proc)
         _terminate(proc, stop_timeout)
         _forget_conf(conf_path)
+        if eventlog and os.path.exists(eventlog):
+            # The test's directory goes away with the test: keep a copy.
+            with open(eventlog, "rb") as src, open(log_path, "ab") as dst:
+                dst.write(b"# --- <eventlog> %s\n" % eventlog.encode())
+                shutil.copyfileobj(src, dst)
         if not keep:
-            for p in storage_files(text, cwd):
+            for p in storage_files(storage_conf, cwd):
                 if os.path.isdir(p):
                     shutil.rmtree(p, ignore_errors=True)
                 elif os.path.exists(p):
@@ -233,9 +252,11 @@ def _launch(zeo_text, storage_conf, address, keep, zeod_args, start_timeout):
     stop.process = proc
     stop.log_path = log_path
 
-    greeting = _greeting(addr)
+    # (Not over TLS: the probe speaks plain TCP.)
+    tls = re.search(r"<ssl>|ssl-certificate", zeo_text)
+    greeting = None if tls else _greeting(addr)
     want = b"M5" if dialect == "msgpack" else b"Z5"
-    if greeting != want:
+    if greeting not in (None, want):
         stop()
         raise RuntimeError("server greets with %r, expected %r for %s"
                            % (greeting, want, dialect))

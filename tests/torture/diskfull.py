@@ -24,6 +24,7 @@ The tmpfs is unmounted in all cases. Exit status 0 only if all held.
 import argparse
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -233,7 +234,10 @@ def main(argv=None):
         log("FAIL " + f)
     print("disk full: %s; %d commits acknowledged (server logs in %s)"
           % ("FAILED" if failures else "ok", len(written), top), flush=True)
-    return 1 if failures else 0
+    if failures:
+        return 1
+    shutil.rmtree(top, ignore_errors=True)
+    return 0
 
 
 if __name__ == "__main__":
