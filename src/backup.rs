@@ -84,7 +84,8 @@ pub struct BackupArgs {
     /// and checksums against the .dat as it copies.
     #[arg(short = 'w', long = "with-verify")]
     pub with_verify: bool,
-    /// Log each step (repozo's -v).
+    /// Accepted for repozo compatibility: every step is logged anyway
+    /// (RUST_LOG=debug for more).
     #[arg(short = 'v', long = "verbose")]
     pub verbose: bool,
     /// Blob directory: the source's when backing up, the destination when
