@@ -148,6 +148,7 @@ pub fn backup(args: &BackupArgs) -> Result<BackupOutcome> {
             md5,
         },
     )?;
+    stream::sync_dir(repo)?;
     if full && args.kill_old {
         kill_old(repo, &name)?;
     }

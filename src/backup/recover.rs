@@ -127,6 +127,7 @@ pub fn recover(args: &BackupArgs) -> Result<Recovered> {
             tmp.display(),
             output.display()
         )))?;
+        stream::sync_dir(output.parent().unwrap_or(std::path::Path::new(".")))?;
     }
 
     let mut blob_count = 0;
