@@ -65,6 +65,21 @@ def sched_seconds(pid):
     return run / 1e9, wait / 1e9
 
 
+def fsyncs_per_second(directory, seconds=0.5):
+    """Appends of 300 bytes, each made durable, per second: what bounds
+    commits (both servers fsync once per transaction)."""
+    path = os.path.join(directory, "fsync-probe")
+    n, t0 = 0, time.perf_counter()
+    with open(path, "ab") as f:
+        while time.perf_counter() - t0 < seconds:
+            f.write(b"x" * 300)
+            f.flush()
+            os.fsync(f.fileno())
+            n += 1
+    os.unlink(path)
+    return n / (time.perf_counter() - t0)
+
+
 def rss_mib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -196,9 +211,9 @@ def native_phases(quick):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--zeod", required=True, help="release zeod binary")
+    ap.add_argument("--zeod", help="release zeod binary")
     ap.add_argument("--python", default=sys.executable, help="venv python with ZEO 6")
-    ap.add_argument("--runzeo", required=True, help="the venv's runzeo script")
+    ap.add_argument("--runzeo", help="the venv's runzeo script")
     ap.add_argument("--quick", action="store_true", help="a run of about 90 s")
     ap.add_argument("--seconds", type=float, help="per phase (default 4, quick 1.5)")
     ap.add_argument("--objects", type=int, help="objects of the start-up Data.fs "
@@ -214,6 +229,8 @@ def main():
             results = json.load(f)
         print_report(results, results["startup_objects"])
         return
+    if not (args.zeod and args.runzeo):
+        ap.error("--zeod and --runzeo are required (benches/compare passes them)")
     seconds = args.seconds or (1.5 if args.quick else 4.0)
     objects = args.objects or (50_000 if args.quick else 200_000)
     work = args.workdir or tempfile.mkdtemp(prefix="zeod-compare-")
@@ -224,37 +241,46 @@ def main():
         "loadavg_at_start": os.getloadavg(), "kernel": platform.release()},
         "seconds_per_phase": seconds, "native": {}, "python": {}, "startup": {}}
     started = time.perf_counter()
+    results["machine"]["fsyncs_per_second_at_start"] = fsyncs_per_second(work)
     log(f"zeod compare: work dir {work}, {seconds}s per phase, load average "
         f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     try:
-        for kind, command in commands.items():
-            d = os.path.join(work, kind)
-            os.makedirs(d, exist_ok=True)
-            server = Server(kind, command, os.path.join(d, "Data.fs"))
-            try:
+        # Both servers run side by side and each phase drives one right
+        # after the other (order alternating), so both see the same
+        # background load of a shared machine.
+        servers = {}
+        try:
+            for kind, command in commands.items():
+                d = os.path.join(work, kind)
+                os.makedirs(d, exist_ok=True)
+                servers[kind] = Server(kind, command, os.path.join(d, "Data.fs"))
+                results["native"][kind], results["python"][kind] = {}, {}
                 log(f"{kind}: setup of {args.keys} objects")
-                zeod_bench(args.zeod, server, "--setup", args.keys, "--phases", "none")
-                native = results["native"][kind] = {}
-                for label, bench_args in native_phases(args.quick):
+                zeod_bench(args.zeod, servers[kind], "--setup", args.keys, "--phases", "none")
+            kinds = list(servers)
+            for i, (label, bench_args) in enumerate(native_phases(args.quick)):
+                for kind in kinds if i % 2 == 0 else kinds[::-1]:
                     log(f"{kind}: zeod bench {label}")
-                    report = zeod_bench(args.zeod, server, "--keys", args.keys,
+                    report = zeod_bench(args.zeod, servers[kind], "--keys", args.keys,
                                         "-d", seconds, *bench_args)
-                    if len(report["phases"]) == 1:
-                        native[label] = report["phases"][0]
-                    else:
-                        for row in report["phases"]:
-                            native[f"{label} {row['phase'].split('/')[-1]}"] = row
-                py = results["python"][kind] = {}
-                runs = [("load", 4, args.keys), ("commit", 2, 1)] if args.quick else \
-                       [("load", 4, args.keys), ("load", 8, args.keys),
-                        ("commit", 1, 1), ("commit", 4, 1)]
-                for mode, procs, count in runs:
-                    label = f"{mode} {procs} processes"
+                    for row in report["phases"]:
+                        name = label if len(report["phases"]) == 1 else \
+                            f"{label} {row['phase'].split('/')[-1]}"
+                        results["native"][kind][name] = row
+            runs = [("load", 4, args.keys), ("commit", 2, 1)] if args.quick else \
+                   [("load", 4, args.keys), ("load", 8, args.keys),
+                    ("commit", 1, 1), ("commit", 4, 1)]
+            for i, (mode, procs, count) in enumerate(runs):
+                label = f"{mode} {procs} processes"
+                for kind in kinds if i % 2 == 0 else kinds[::-1]:
                     log(f"{kind}: python {label}")
-                    py[label] = python_clients(args.python, server, mode, procs, count, seconds)
-            finally:
+                    results["python"][kind][label] = python_clients(
+                        args.python, servers[kind], mode, procs, count, seconds)
+        finally:
+            for server in servers.values():
                 server.stop()
 
+        results["machine"]["fsyncs_per_second_after_phases"] = fsyncs_per_second(work)
         # A big Data.fs, written once by zeod (quick to fill), copied for each.
         big = os.path.join(work, "big")
         os.makedirs(big, exist_ok=True)
@@ -288,6 +314,7 @@ def main():
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
     results["total_seconds"] = time.perf_counter() - started
+    results["machine"]["loadavg_at_end"] = os.getloadavg()
     results["startup_objects"] = objects
 
     print_report(results, objects)
@@ -305,9 +332,13 @@ def print_report(results, objects):
     """Markdown tables: "runzeo / zeod" in each cell, ratios where higher
     means zeod is better."""
     m = results["machine"]
-    print(f"zeod vs runzeo on {m['cpus']} CPUs ({m['cpu']}, Linux {m['kernel']}), "
-          f"load average {m['loadavg_at_start'][0]:.1f} at start; "
+    print(f"zeod vs runzeo on {m['cpus']} CPUs ({m['cpu']}, Linux {m['kernel']}); "
           f"{results['seconds_per_phase']}s per phase; {results['total_seconds']:.0f}s in all")
+    if "loadavg_at_end" in m:
+        print(f"machine load average {m['loadavg_at_start'][0]:.1f} at start, "
+              f"{m['loadavg_at_end'][0]:.1f} at end; 300-byte append+fsync: "
+              f"{m['fsyncs_per_second_at_start']:.0f}/s at start, "
+              f"{m['fsyncs_per_second_after_phases']:.0f}/s after the phases")
     nat = results["native"]
     print("\nNative driver (`zeod bench`, pickle); cells are runzeo / zeod\n")
     print("| run | ops/s | zeod × | p50 ms | p99 ms | server µs/op | zeod × "

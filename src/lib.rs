@@ -18,6 +18,8 @@
 //!   ZConfig `zeo.conf`, `ZEOD_*` environment, layered with figment.
 //! - [`server`]: the tokio server — accept loop, one task per connection,
 //!   dispatch of requests to the storage, commit lock, invalidations.
+//! - [`backup`]: `zeod backup` / `zeod restore`, repozo-compatible full and
+//!   incremental backups of a Data.fs and its blobs at one committed tid.
 //! - [`health`]: `zeod health`, a ZEO handshake + `ruok` probe.
 //! - [`bench`]: `zeod bench`, a native ZEO load generator for any server.
 //! - [`metrics`]: Prometheus metrics of the server and their HTTP listener.
@@ -27,6 +29,7 @@
 //!   templating, child supervision, reaping, reload on change. It imports
 //!   nothing from the server side.
 
+pub mod backup;
 pub mod bench;
 pub mod check;
 pub mod config;

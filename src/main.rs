@@ -29,6 +29,10 @@ enum Command {
     Check(zeod::check::CheckArgs),
     /// Load-test a ZEO server (runzeo or zeod): loads, commits, latency.
     Bench(zeod::bench::BenchArgs),
+    /// Back up a Data.fs and its blobs, repozo-compatible (-B, -R, -V modes).
+    Backup(zeod::backup::BackupArgs),
+    /// Recover a Data.fs and its blobs from a backup repository (`backup -R`).
+    Restore(zeod::backup::BackupArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +46,11 @@ fn main() -> ExitCode {
         Command::Status(args) => report(zeod::status::main(args)),
         Command::Check(args) => report(zeod::check::main(args)),
         Command::Bench(args) => report(zeod::bench::main(args)),
+        Command::Backup(args) => report(zeod::backup::main(args)),
+        Command::Restore(args) => report(zeod::backup::main(zeod::backup::BackupArgs {
+            recover: true,
+            ..args
+        })),
     }
 }
 

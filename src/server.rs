@@ -259,7 +259,7 @@ fn ruok_json(shared: &Shared) -> String {
 /// `zeod serve`.
 pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = ServerConfig::load(&args)?;
-    init_logging(&config)?;
+    let eventlog = init_logging(&config)?;
     for note in &config.notes {
         tracing::info!("{note}");
     }
@@ -267,17 +267,18 @@ pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting tokio")?;
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, eventlog))
 }
 
-/// stderr logging as everywhere (`telemetry`), plus the `<eventlog>` file.
-fn init_logging(config: &ServerConfig) -> anyhow::Result<()> {
+/// stderr logging as everywhere (`telemetry`), plus the `<eventlog>` file
+/// (returned, to be reopened on SIGUSR2).
+fn init_logging(config: &ServerConfig) -> anyhow::Result<Option<eventlog::EventLog>> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::{EnvFilter, Layer};
     let Some((path, level)) = &config.eventlog else {
         crate::telemetry::init(config.log_format);
-        return Ok(());
+        return Ok(None);
     };
     let level = eventlog::parse_level(level).unwrap_or(tracing::Level::INFO);
     let file = eventlog::EventLog::open(path, level)
@@ -292,12 +293,15 @@ fn init_logging(config: &ServerConfig) -> anyhow::Result<()> {
     };
     let _ = tracing_subscriber::registry()
         .with(stderr.with_filter(filter))
-        .with(file)
+        .with(file.clone())
         .try_init();
-    Ok(())
+    Ok(Some(file))
 }
 
-async fn serve(config: ServerConfig) -> anyhow::Result<ExitCode> {
+async fn serve(
+    config: ServerConfig,
+    eventlog: Option<eventlog::EventLog>,
+) -> anyhow::Result<ExitCode> {
     let mut storages = Vec::new();
     for s in &config.storages {
         let (path, options) = (s.path.clone(), s.options.clone());
@@ -348,6 +352,18 @@ async fn serve(config: ServerConfig) -> anyhow::Result<ExitCode> {
         Address::Unix(path) => Some(path.clone()),
         Address::Tcp(_) => None,
     };
+    if let Some(log) = eventlog {
+        let mut usr2 =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())?;
+        tokio::spawn(async move {
+            while usr2.recv().await.is_some() {
+                match log.reopen() {
+                    Ok(()) => tracing::info!("SIGUSR2: log file reopened"),
+                    Err(err) => tracing::error!(%err, "SIGUSR2: cannot reopen the log file"),
+                }
+            }
+        });
+    }
     let (signal, exit) = signals()?;
     let result = run(listener, storages.clone(), config, signal).await;
     close_storages(&storages).await;

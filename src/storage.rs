@@ -29,10 +29,12 @@
 //! - [`refs`], `pack`: references in pickles; pack with GC.
 //!
 //! Differences from Python's FileStorage, all deliberate: `load_before` of
-//! a deletion is `PosKey` (Python returns empty data); no conflict
-//! resolution (`Conflict` is returned; ZEO clients can resolve); pack
+//! a deletion is `PosKey` (Python returns empty data); conflicts are
+//! resolved (store and undo) only for the classes [`crate::conflict`]
+//! knows, as there is no Python to import application classes; pack
 //! tolerates dangling references and back pointers into dropped revisions
-//! where ZODB raises.
+//! where ZODB raises; a saved index pointing outside the data it covers is
+//! rejected (Python only samples the last transaction).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -499,3 +499,42 @@ fn quota_and_empty_transactions() {
     ));
     fs.tpc_abort(txn);
 }
+
+#[test]
+fn undo_merges_a_length_changed_later_like_zodb() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = open_new(dir.path());
+    let length = |n: u8| {
+        let mut v = b"\x80\x03cBTrees.Length\nLength\nq\x00.\x80\x03K".to_vec();
+        v.extend_from_slice(&[n, b'.']);
+        v
+    };
+    let value = |data: &[u8]| {
+        let at = data.windows(2).rposition(|w| w == b"\x80\x03").unwrap();
+        serde_pickle::value_from_slice(&data[at..], serde_pickle::DeOptions::new()).unwrap()
+    };
+    let oid = Oid::from_u64(1);
+    let t1 = commit(&fs, &[(oid, Tid::ZERO, length(5))]);
+    let t2 = commit(&fs, &[(oid, t1, length(8))]);
+    let t3 = commit(&fs, &[(oid, t2, length(10))]);
+    // Undo t2 (5 -> 8) after t3 (8 -> 10): 10 + 5 - 8 = 7.
+    let id = fs
+        .undo_log(0, 10)
+        .unwrap()
+        .into_iter()
+        .find(|u| u.tid == t2)
+        .unwrap()
+        .id;
+    let mut txn = fs.tpc_begin(meta("undo t2")).unwrap();
+    assert_eq!(fs.undo(&mut txn, &id).unwrap(), vec![oid]);
+    fs.tpc_vote(&mut txn).unwrap();
+    let (t4, _) = fs.tpc_finish(txn).unwrap();
+    let (data, serial) = fs.load(oid).unwrap();
+    assert_eq!(serial, t4);
+    assert_eq!(value(&data), serde_pickle::Value::I64(7));
+    assert!(
+        fs.history(oid, 1).unwrap()[0].size > 0,
+        "a merged record holds data"
+    );
+    let _ = t3;
+}

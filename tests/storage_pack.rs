@@ -207,3 +207,26 @@ fn commits_during_a_pack_survive_it() {
     assert_eq!(fs.load(Oid::from_u64(1)).unwrap(), (leaf(199), last));
     assert!(fs.history(Oid::from_u64(1), 1000).unwrap().len() >= 100);
 }
+
+#[test]
+fn pack_keeping_old_files_moves_dropped_blobs_aside() {
+    let (dir, path) = copy_fixture("e_blobs");
+    let options = OpenOptions {
+        blob_dir: Some(dir.path().join("blobs")),
+        ..OpenOptions::default()
+    };
+    let fs = FileStorage::open(&path, options).unwrap();
+    fs.pack(Tid::from_unix(fs.last_transaction().to_unix() + 0.5), true)
+        .unwrap();
+    let rel = "0x00/0x00/0x00/0x00/0x00/0x00/0x00/0x01/0x03f58e0008888888.blob";
+    assert!(!dir.path().join("blobs").join(rel).exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("blobs.old").join(rel)).unwrap(),
+        "hello blob one\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("blobs.old/.layout")).unwrap(),
+        "bushy"
+    );
+    assert!(dir.path().join("Data.fs.old").exists());
+}

@@ -9,12 +9,14 @@
 //!
 //! Events of the server get the logger name `ZEO.StorageServer`; an event
 //! with `critical = true` is logged as `CRITICAL` (tracing has no such
-//! level). Logs on stderr are unaffected.
+//! level). Logs on stderr are unaffected. SIGUSR2 reopens the file (for
+//! logrotate), as with runzeo.
 
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tracing::field::{Field, Visit};
@@ -22,18 +24,39 @@ use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::Layer;
 
+/// The layer; clones share the file (one is kept to reopen it).
+#[derive(Clone)]
 pub struct EventLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
     file: Mutex<File>,
     level: Level,
 }
 
+fn append(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
 impl EventLog {
     pub fn open(path: &Path, level: Level) -> std::io::Result<EventLog> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = append(path)?;
         Ok(EventLog {
-            file: Mutex::new(file),
-            level,
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                file: Mutex::new(file),
+                level,
+            }),
         })
+    }
+
+    /// Reopens the file by its path (after logrotate moved it away).
+    pub fn reopen(&self) -> std::io::Result<()> {
+        let file = append(&self.inner.path)?;
+        *self.inner.file.lock() = file;
+        Ok(())
     }
 }
 
@@ -92,7 +115,7 @@ impl Fields {
 impl<S: Subscriber> Layer<S> for EventLog {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let meta = event.metadata();
-        if *meta.level() > self.level {
+        if *meta.level() > self.inner.level {
             return;
         }
         let mut fields = Fields::default();
@@ -126,7 +149,7 @@ impl<S: Subscriber> Layer<S> for EventLog {
             "------\n{stamp} {level} {name} {who}{}{}\n",
             fields.message, fields.rest
         );
-        let mut file = self.file.lock();
+        let mut file = self.inner.file.lock();
         let _ = file.write_all(line.as_bytes());
     }
 }

@@ -88,6 +88,13 @@ pub(super) fn pack(s: &FileStorage, pack_time: Tid, gc: bool) -> Result<()> {
     if old_path.exists() {
         std::fs::remove_file(&old_path).map_err(io(format!("removing {}", old_path.display())))?;
     }
+    if let Some(blobs) = &s.blobs {
+        let old_blobs = sibling(blobs.root(), ".old");
+        if old_blobs.exists() {
+            std::fs::remove_dir_all(&old_blobs)
+                .map_err(io(format!("removing {}", old_blobs.display())))?;
+        }
+    }
     let pack_path = sibling(&s.path, ".pack");
     let result = pack_into(s, pack_time, gc, &pack_path, &old_path);
     if result.is_err() {
@@ -157,11 +164,13 @@ fn pack_into(
             last_tid,
         };
     }
-    drop(slot);
-
+    // Still holding the slot: no vote can install a blob into a directory
+    // the cleanup is pruning.
     if let Some(blobs) = &s.blobs {
         blobs.remove_dropped(&dropped, s.options.pack_keep_old);
     }
+    drop(slot);
+
     if !s.options.pack_keep_old {
         std::fs::remove_file(old_path).map_err(io(format!("removing {}", old_path.display())))?;
     }
@@ -183,6 +192,9 @@ impl super::blob::BlobDir {
     /// files of dropped revisions, then prunes empty directories.
     fn remove_dropped(&self, dropped: &[DroppedBlob], keep_old: bool) {
         let old_root = sibling(self.root(), ".old");
+        if keep_old && !dropped.is_empty() && std::fs::create_dir_all(&old_root).is_ok() {
+            let _ = std::fs::copy(self.root().join(".layout"), old_root.join(".layout"));
+        }
         for d in dropped {
             let target = match d {
                 DroppedBlob::Object(oid) => self.oid_dir(*oid),

@@ -20,6 +20,8 @@ fn undo_error(reason: &str) -> Error {
 struct UndoRecord {
     back: u64,
     prev: u64,
+    /// A merged pickle when the undo needed conflict resolution.
+    data: Option<Vec<u8>>,
 }
 
 pub(super) fn undo(s: &FileStorage, txn: &mut Transaction, id: &[u8]) -> Result<Vec<Oid>> {
@@ -52,16 +54,18 @@ pub(super) fn undo(s: &FileStorage, txn: &mut Transaction, id: &[u8]) -> Result<
             match undo_record(s, txn, h.oid, pos, h.prev)? {
                 Err(reason) => failures.push((h.oid, reason)),
                 Ok(rec) => {
-                    copy_blob(s, txn, h.oid, rec.back)?;
+                    if rec.data.is_none() {
+                        copy_blob(s, txn, h.oid, rec.back)?;
+                    }
                     let new = DataHeader {
                         oid: h.oid,
                         tid: txn.tid,
                         prev: rec.prev,
                         tloc: txn.tpos(),
                         vlen: 0,
-                        plen: 0,
+                        plen: rec.data.as_ref().map_or(0, |d| d.len() as u64),
                     };
-                    txn.append(s, new, None, rec.back)?;
+                    txn.append(s, new, rec.data.as_deref(), rec.back)?;
                     if !rewritten.contains(&h.oid) {
                         rewritten.push(h.oid);
                     }
@@ -105,7 +109,8 @@ fn undo_record(
     let in_txn = txn.tindex_get(oid);
     let ipos = s.published.read().index.get(oid).unwrap_or(0);
     let tipos = in_txn.unwrap_or(ipos);
-    let mut copy = true;
+    // (data undone, current data) when they differ and must be merged.
+    let mut merge = None;
     if tipos != pos {
         // Current data: where it lives, and the bytes if held inline.
         let (cdataptr, mut current) = match in_txn.and_then(|p| txn.record_at(p)) {
@@ -137,24 +142,37 @@ fn undo_record(
                 }
             }
             if current.as_deref() != Some(undone.as_slice()) {
-                copy = false;
                 if pre == 0 {
                     return Ok(Err(
                         "Can't undo an add transaction followed by conflicting transactions."
                             .into(),
                     ));
                 }
+                merge = current.map(|c| (undone, c));
             }
         }
     }
-    if pre == 0 || copy {
+    let Some((undone, current)) = merge.filter(|_| pre != 0) else {
         return Ok(Ok(UndoRecord {
             back: pre,
             prev: ipos,
+            data: None,
         }));
+    };
+    // Like ZODB: merge "back to before the undone txn" into the current
+    // state, when the class has a resolver (BTrees, Length).
+    let Some((before, _, _)) = r.load_back(oid, pre)? else {
+        return Ok(Err("_loadBack() failed".into()));
+    };
+    if s.options.resolve_conflicts {
+        if let Ok(merged) = crate::conflict::try_resolve(oid, &undone, &current, &before) {
+            return Ok(Ok(UndoRecord {
+                back: 0,
+                prev: ipos,
+                data: Some(merged),
+            }));
+        }
     }
-    // ZODB would try the class's _p_resolveConflict here; zeod leaves
-    // conflict resolution to clients.
     Ok(Err("Some data were modified by a later transaction".into()))
 }
 

@@ -32,6 +32,7 @@ start_dockerd() {
   docker info >/dev/null 2>&1 && return 0
   dockerd >"$WORK/dockerd.log" 2>&1 &
   DOCKERD_PID=$!
+  echo "$DOCKERD_PID" >"$WORK/dockerd.pid"
   for _ in $(seq 1 120); do
     docker info >/dev/null 2>&1 && return 0
     kill -0 "$DOCKERD_PID" 2>/dev/null || break
@@ -42,13 +43,20 @@ start_dockerd() {
   return 1
 }
 
+# Stops the dockerd this run started, unless ZEOD_E2E_KEEP_DOCKERD=1 asks
+# to leave it for a later stage (which then stops the pid in dockerd.pid).
 stop_dockerd() {
   [ -n "$DOCKERD_PID" ] || return 0
+  if [ "${ZEOD_E2E_KEEP_DOCKERD:-}" = 1 ]; then
+    echo "dockerd left running: pid $DOCKERD_PID (in $WORK/dockerd.pid)"
+    return 0
+  fi
   kill "$DOCKERD_PID" 2>/dev/null || return 0
   for _ in $(seq 1 40); do
-    kill -0 "$DOCKERD_PID" 2>/dev/null || return 0
+    kill -0 "$DOCKERD_PID" 2>/dev/null || break
     sleep 0.5
   done
+  rm -f "$WORK/dockerd.pid"
 }
 
 # Compose v2 as a docker CLI plugin. Bookworm has no docker-compose-plugin;

@@ -44,6 +44,39 @@ EXCLUDED = {
         "exec: a known hole zeod must not have"),
 }
 
+# Whole test classes and doctests of ZEO's test_suite() that are not run at
+# all (test_harness.py checks that every one is either run or listed here).
+TLS = "TLS (<zeo><ssl>): zeod has no TLS, by design (terminate it in front)"
+IN_PROCESS = "drives a Python StorageServer object in the test process"
+REDUNDANT = ("a <mappingstorage> copy of a FileStorage class: zeod serves a "
+             "FileStorage for it, so it would repeat that class")
+NOT_RUN = {
+    "util.AAAA_Test_Runner_Hack": "zope.testrunner layer hack, no test",
+    "testZEO.Test_convenience_functions": "client-only, mocks, no server",
+    "testZEO.ClientDisconnected_errors_are_TransientErrors": "client-only",
+    "testZEO.getInvalidationsAfterServerRestart": IN_PROCESS,
+    "testZEO.multiple_storages_invalidation_queue_is_not_insane": IN_PROCESS,
+    "testZEO.runzeo_logrotate_on_sigusr2": "tests Python's runzeo program",
+    "testZEO.runzeo_without_configfile": "tests Python's runzeo program",
+    "testZEO.test_runzeo_msgpack_support": "tests Python's runzeo program",
+    "testZEO.zdoptions_test": "tests runzeo's zdaemon option parsing",
+    "testZEO.protocols_test": "needs a server forced to announce an old "
+    "protocol (start_zeo_server(protocol=...)), a Python runner feature",
+    "testZEO.zeo-fan-out_test": "serves a <zeoclient> storage (a ZEO client "
+    "as the backend): zeod serves FileStorages only",
+    "testZEO.dynamic_server_ports_test": "runs a threaded in-process "
+    "Python server (its own layer)",
+    "testZEO.FileStorageLoadDelayedTests": "Python-only wrapper storage "
+    "(%import ZEO.tests <loaddelayed_storage>)",
+    "testZEO.FileStorageSSLTests": TLS,
+    "testConnection.SSLConnectionTests": TLS,
+    "testZEO.MappingStorageTests": REDUNDANT,
+    "testConnection.MappingStorageConnectionTests": REDUNDANT,
+    "testConnection.MappingStorageTimeoutTests": REDUNDANT,
+}
+# (FileStorageHexTests, FileStorageClientHexTests and DemoStorageTests are
+# not in ZEO's test_suite() either: Python-only wrapper storages.)
+
 PENDING = {
     "testZEO.*Tests.testTransactionExtensionFromIterator": (
         ZEOD, "zeod refuses GLOBAL builtins.dict in a tpc_begin extension"),
@@ -52,14 +85,17 @@ if os.environ.get("ZEOD_PY_STRICT"):
     PENDING = {}
 
 
+def matches(pattern, test_id):
+    regex = ".*".join(re.escape(part) for part in pattern.split("*"))
+    return re.fullmatch(regex, test_id) is not None
+
+
 def reason(test_id, server):
     """The reason ``test_id`` is excluded against ``server``, or None."""
     for pattern, (servers, why) in PENDING.items():
-        regex = ".*".join(re.escape(part) for part in pattern.split("*"))
-        if server in servers and re.fullmatch(regex, test_id):
+        if server in servers and matches(pattern, test_id):
             return "pending zeod fix: " + why
     for pattern, (servers, why) in EXCLUDED.items():
-        regex = ".*".join(re.escape(part) for part in pattern.split("*"))
-        if server in servers and re.fullmatch(regex, test_id):
+        if server in servers and matches(pattern, test_id):
             return why
     return None

@@ -79,6 +79,8 @@ CLASSES = [
      "invalidation queue and its overflow"),
     (testConnection.FileStorageTimeoutTests,
      "transaction-timeout"),
+    (testZEO.MultiprocessingTests,
+     "ClientStorage used from forked worker processes"),
     (HistoryPersistenceTests,
      "history() and data surviving a server restart"),
 ]
@@ -107,6 +109,7 @@ ZEO_DOCTESTS = [
     "can_use_empty_string_for_local_host_on_client",
     "client_asyncore_thread_has_name",
     "client_has_newer_data_than_server",
+    "client_labels",
     "close_client_storage_w_invalidations",
     "convenient_to_pass_port_to_client_and_ZEO_dot_client",
     "dont_log_poskeyerrors_on_server",
@@ -166,6 +169,30 @@ def doctest_cases():
                 name = "BlobUndoTests." + name
             cases.append(("%s.%s" % (prefix, name), case))
     return cases
+
+
+def zeo_units():
+    """Every test class and doctest of ZEO's own ``test_suite()`` functions
+    (testZEO, testConnection) as ``module.Name``, for the check that each
+    one is either run here or listed in exclusions.NOT_RUN."""
+    units = set()
+    for module, label in ((testZEO, "testZEO"),
+                          (testConnection, "testConnection")):
+        for case in _walk(module.test_suite()):
+            test = getattr(case, "_dt_test", None)
+            if test is not None:
+                if "/ZODB/tests/" in (test.filename or ""):
+                    continue  # the reusable blob suite: run below
+                units.add("%s.%s" % (label, case.id().rsplit(".", 1)[-1]))
+            elif not type(case).__name__.endswith("BlobUndoTests"):
+                units.add(class_label(type(case)))
+    return units
+
+
+def run_units():
+    """What of ``zeo_units()`` this harness runs."""
+    return ({class_label(cls) for cls, _ in CLASSES}
+            | {test_id for test_id, _ in doctest_cases()})
 
 
 def all_tests():

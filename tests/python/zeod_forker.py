@@ -204,14 +204,7 @@ def _launch(zeo_text, storage_conf, address, keep, zeod_args, start_timeout):
             re.sub(r"[^\w.-]", "_", current_test), port_label,
             len(current_logs)))
     eventlog = re.search(r"<logfile>\s*path\s+(\S+)", zeo_text)
-    if SERVER == "zeod" and eventlog:
-        # zeod logs to stderr and ignores <eventlog>: the log file the
-        # config names (some ZEO tests read it) becomes a link to the
-        # captured stderr, which outlives the test's directory.
-        link = os.path.join(cwd, eventlog.group(1))
-        if os.path.lexists(link):
-            os.remove(link)
-        os.symlink(log_path, link)
+    eventlog = eventlog and os.path.join(cwd, eventlog.group(1))
     command = server_command(conf_path, zeod_args)
     with open(log_path, "ab") as log_file:
         log_file.write(("# %s\n# cwd %s\n%s\n# ---\n" % (
@@ -244,6 +237,11 @@ def _launch(zeo_text, storage_conf, address, keep, zeod_args, start_timeout):
             _running.remove(proc)
         _terminate(proc, stop_timeout)
         _forget_conf(conf_path)
+        if eventlog and os.path.exists(eventlog):
+            # The test's directory goes away with the test: keep a copy.
+            with open(eventlog, "rb") as src, open(log_path, "ab") as dst:
+                dst.write(b"# --- <eventlog> %s\n" % eventlog.encode())
+                shutil.copyfileobj(src, dst)
         if not keep:
             for p in storage_files(storage_conf, cwd):
                 if os.path.isdir(p):

@@ -153,9 +153,20 @@ def client_main(args):
         journal.flush()
         os.fsync(journal.fileno())
 
-    storage = ClientStorage(("127.0.0.1", args.port), wait_timeout=10,
-                            min_disconnect_poll=0.1, max_disconnect_poll=0.5)
-    db = ZODB.DB(storage)
+    # Opening the DB loads the root: a kill then is no reason to give up.
+    while True:
+        storage = ClientStorage(("127.0.0.1", args.port), wait_timeout=10,
+                                min_disconnect_poll=0.1,
+                                max_disconnect_poll=0.5)
+        try:
+            db = ZODB.DB(storage)
+            break
+        except Exception:
+            storage.close()
+            if os.path.exists(stop_file):
+                return 0
+            time.sleep(0.2)
+    open(os.path.join(args.workdir, "ready-%d" % me), "w").close()
     tm = transaction.TransactionManager()
     conn = db.open(tm)
     rnd = random.Random(args.seed * 1000 + me)
@@ -346,6 +357,9 @@ def check_round(server, owners, nclients, stats):
 
         verified = 0
         last_ok_write = {}  # oid -> seq of the owner's last OK write
+        seen = stats.setdefault("seen", set())
+        new_ok = []  # (oid, tid, value) of OK records first seen now
+        current = {}  # oid -> (serial, data) of each slot
         for client, j in journals.items():
             for seq, tid in j.ok.items():
                 got = in_file.get((client, seq))
@@ -360,6 +374,9 @@ def check_round(server, owners, nclients, stats):
                                                            tid.hex(),
                                                            got[0].hex()))
                 verified += 1
+                if (client, seq) not in seen:
+                    seen.add((client, seq))
+                    new_ok += [(oid, tid, (client, seq)) for oid in got[1]]
                 for oid in j.announced.get(seq, ()):
                     last_ok_write[oid] = max(last_ok_write.get(oid, 0), seq)
 
@@ -369,6 +386,7 @@ def check_round(server, owners, nclients, stats):
             except Exception as e:
                 failures.append("slot %s does not load: %r" % (oid.hex(), e))
                 continue
+            current[oid] = (serial, data)
             client, seq = decode_value(data)
             if client != owner:
                 failures.append("slot %s of c%d holds c%d's value"
@@ -388,8 +406,45 @@ def check_round(server, owners, nclients, stats):
             1 for c, j in journals.items() for s in j.maybe
             if (c, s) in in_file)
         stats["ok"] = sum(len(j.ok) for j in journals.values())
+        stats["new_ok"] = new_ok
+        stats["current"] = current
+        stats["last_tid"] = fs.lastTransaction()
     finally:
         fs.close()
+    return failures
+
+
+def check_served(server, stats):
+    """After the restart, through the server itself (its recovered index,
+    not Python's reading of the file): each slot's current revision and
+    every record of the transactions acknowledged since the last round
+    load with the same bytes. Clients commit meanwhile, so only exact
+    revisions are compared."""
+    from ZEO.ClientStorage import ClientStorage
+    from ZODB.utils import p64, u64
+
+    failures = []
+    storage = ClientStorage(("127.0.0.1", server.port), wait_timeout=30)
+    try:
+        if storage.lastTransaction() < stats["last_tid"]:
+            failures.append("served last tid %s is older than the file's %s"
+                            % (storage.lastTransaction().hex(),
+                               stats["last_tid"].hex()))
+        for oid, (serial, data) in stats["current"].items():
+            got = storage.loadBefore(oid, p64(u64(serial) + 1))
+            if got is None or got[0] != data or got[1] != serial:
+                failures.append("served slot %s at %s differs from the file"
+                                % (oid.hex(), serial.hex()))
+        for oid, tid, value in stats["new_ok"]:
+            got = decode_value(storage.loadSerial(oid, tid))
+            if got != value:
+                failures.append("served %s at %s is c%d s%d, not c%d s%d"
+                                % ((oid.hex(), tid.hex()) + got + value))
+        stats["served_loads"] = (stats.get("served_loads", 0)
+                                 + len(stats["current"])
+                                 + len(stats["new_ok"]))
+    finally:
+        storage.close()
     return failures
 
 
@@ -459,6 +514,12 @@ def main(argv=None):
                  "--port", str(server.port), "--workdir", workdir,
                  "--seed", str(args.seed)],
                 stdout=logfile, stderr=subprocess.STDOUT))
+        deadline = time.monotonic() + 120
+        while not all(os.path.exists(os.path.join(workdir, "ready-%d" % i))
+                      for i in range(args.clients)):
+            if time.monotonic() > deadline:
+                raise RuntimeError("clients not connected within 120 s")
+            time.sleep(0.05)
         for rnd_no in range(1, args.rounds + 1):
             base = ok_count(workdir, args.clients)
             deadline = time.monotonic() + 60
@@ -488,8 +549,15 @@ def main(argv=None):
                 for f in round_failures[:20]:
                     log("FAIL " + f)
                 break
-            survived += 1
             server.start()
+            served_failures = check_served(server, stats)
+            if served_failures:
+                failures += ["round %d, after the restart: %s" % (rnd_no, f)
+                             for f in served_failures]
+                for f in served_failures[:20]:
+                    log("FAIL " + f)
+                break
+            survived += 1
     except Exception:
         failures.append(traceback.format_exc())
         log("ERROR " + failures[-1])
@@ -510,10 +578,11 @@ def main(argv=None):
 
     elapsed = time.monotonic() - started
     print("rounds survived: %d/%d; transactions verified: %d acknowledged "
-          "(%d unknown-outcome, %d of them present); %.0f s; seed %d"
+          "(%d unknown-outcome, %d of them present); %d loads through the "
+          "restarted server; %.0f s; seed %d"
           % (survived, args.rounds, stats.get("verified", 0),
-             stats.get("maybe", 0), stats.get("maybe_present", 0), elapsed,
-             args.seed), flush=True)
+             stats.get("maybe", 0), stats.get("maybe_present", 0),
+             stats.get("served_loads", 0), elapsed, args.seed), flush=True)
     if failures:
         print("FAILED; files kept in %s" % workdir)
         return 1
