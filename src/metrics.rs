@@ -10,7 +10,7 @@
 //!   zeod_connections_total{protocol}          accepted, by handshake: Z5 M5 ruok old invalid none
 //!   zeod_connections_open{protocol}           open ZEO sessions (Z5 / M5)
 //!   zeod_rpc_calls_total{method}              calls after the handshake, incl. register
-//!   zeod_rpc_errors_total{method}             calls answered with an exception or that closed
+//!   zeod_rpc_errors_total{class}              error replies, by exception class
 //!   zeod_rpc_duration_seconds{method}         histogram: request decoded → handler done
 //!   zeod_commit_lock_wait_seconds{storage}    histogram: vote → commit lock granted (0 if free)
 //!   zeod_commit_lock_hold_seconds{storage}    histogram: lock granted → tpc_finish done
@@ -74,6 +74,11 @@ struct MethodLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabel {
+    class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StorageLabel {
     storage: String,
 }
@@ -109,6 +114,22 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// Classifies a connection by its first frame (`None`: it sent none).
+    pub fn classify(first_frame: Option<&[u8]>) -> Protocol {
+        use crate::protocol::Handshake;
+        let Some(frame) = first_frame else {
+            return Protocol::None;
+        };
+        match Handshake::parse(frame) {
+            Handshake::Z5 => Protocol::Z5,
+            Handshake::M5 => Protocol::M5,
+            Handshake::Ruok => Protocol::Ruok,
+            Handshake::Z4 | Handshake::Z3101 | Handshake::Z310 | Handshake::Z309 => Protocol::Old,
+            Handshake::Unsupported(bytes) if bytes == b"Z308" => Protocol::Old,
+            Handshake::Unsupported(_) => Protocol::Invalid,
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Protocol::Z5 => "Z5",
@@ -128,7 +149,7 @@ pub struct Metrics {
     connections: Family<ProtocolLabel, Counter>,
     open: Family<ProtocolLabel, Gauge>,
     calls: Family<MethodLabel, Counter>,
-    errors: Family<MethodLabel, Counter>,
+    errors: Family<ClassLabel, Counter>,
     duration: HistogramFamily<MethodLabel>,
     lock_wait: HistogramFamily<StorageLabel>,
     lock_hold: HistogramFamily<StorageLabel>,
@@ -166,10 +187,10 @@ impl Metrics {
         );
         let calls = Family::<MethodLabel, Counter>::default();
         registry.register("rpc_calls", "ZEO calls served, by method", calls.clone());
-        let errors = Family::<MethodLabel, Counter>::default();
+        let errors = Family::<ClassLabel, Counter>::default();
         registry.register(
             "rpc_errors",
-            "ZEO calls answered with an exception (or that closed the connection), by method",
+            "Error replies sent, by exception class (POSKeyError, ConflictError, …)",
             errors.clone(),
         );
         let duration: HistogramFamily<MethodLabel> =
@@ -203,6 +224,7 @@ impl Metrics {
             "Bytes written to ZEO connections",
             sent.clone(),
         );
+        storages::mark_start();
         let sampler = Arc::new(storages::SamplerSlot::default());
         registry.register_collector(Box::new(storages::StorageCollector::new(sampler.clone())));
         Metrics {
@@ -245,14 +267,11 @@ impl Metrics {
     }
 
     /// One call ran (`method` is a known method name: the label set stays small).
-    pub fn rpc(&self, method: &str, elapsed: Duration, failed: bool) {
+    pub fn rpc(&self, method: &str, elapsed: Duration) {
         let label = MethodLabel {
             method: method.to_string(),
         };
         self.calls.get_or_create(&label).inc();
-        if failed {
-            self.errors.get_or_create(&label).inc();
-        }
         self.duration
             .get_or_create(&label)
             .observe(elapsed.as_secs_f64());
@@ -264,6 +283,11 @@ impl Metrics {
             io::Counted::new(reader, self.received.clone()),
             io::Counted::new(writer, self.sent.clone()),
         )
+    }
+
+    /// An error reply of exception `class` was sent.
+    pub fn rpc_error(&self, class: &'static str) {
+        self.errors.get_or_create(&ClassLabel { class }).inc();
     }
 
     pub fn lock_wait(&self, storage: &str, waited: Duration) {
@@ -322,14 +346,15 @@ mod tests {
         let open = metrics.connection(Protocol::Z5);
         assert!(open.is_some());
         assert!(metrics.connection(Protocol::Ruok).is_none());
-        metrics.rpc("loadBefore", Duration::from_micros(120), false);
-        metrics.rpc("loadBefore", Duration::from_micros(80), true);
+        metrics.rpc("loadBefore", Duration::from_micros(120));
+        metrics.rpc("loadBefore", Duration::from_micros(80));
+        metrics.rpc_error("ZODB.POSException.POSKeyError");
         metrics.lock_wait("1", Duration::ZERO);
         let text = metrics.render(Format::OpenMetrics);
         assert!(text.contains("zeod_connections_total{protocol=\"Z5\"} 1"));
         assert!(text.contains("zeod_connections_open{protocol=\"Z5\"} 1"));
         assert!(text.contains("zeod_rpc_calls_total{method=\"loadBefore\"} 2"));
-        assert!(text.contains("zeod_rpc_errors_total{method=\"loadBefore\"} 1"));
+        assert!(text.contains("zeod_rpc_errors_total{class=\"ZODB.POSException.POSKeyError\"} 1"));
         assert!(text.contains("zeod_rpc_duration_seconds_count{method=\"loadBefore\"} 2"));
         assert!(text.contains("zeod_commit_lock_wait_seconds_count{storage=\"1\"} 1"));
         assert!(text.ends_with("# EOF\n"));

@@ -215,7 +215,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let metrics = Arc::new(Metrics::new());
-        metrics.rpc("ping", Duration::from_micros(10), false);
+        metrics.rpc("ping", Duration::from_micros(10));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(serve(listener, metrics, stopped));
         let get = |request: &'static str| async move {

@@ -242,7 +242,7 @@ static START: std::sync::LazyLock<f64> = std::sync::LazyLock::new(|| {
         .unwrap_or(0.0)
 });
 
-/// Fixes the process start time; call once early.
-pub fn mark_start() {
+/// Fixes the process start time (the first call wins).
+pub(super) fn mark_start() {
     std::sync::LazyLock::force(&START);
 }

@@ -57,7 +57,11 @@ fn storage_lines(s: &StorageSummary, now: f64) -> Vec<String> {
     }];
     lines.push(match (s.size, s.objects, &s.info_error) {
         (Some(size), Some(objects), _) => {
-            format!("  size         {}, {objects} objects", bytes(size))
+            format!(
+                "  size         {}, {}",
+                bytes(size),
+                plural(objects, "object")
+            )
         }
         (_, _, Some(err)) => format!("  size         unknown ({err})"),
         _ => "  size         unknown".to_string(),
