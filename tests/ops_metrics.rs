@@ -121,6 +121,7 @@ mod tests {
         assert_eq!(value(&after, "zeod_commit_lock_waiting", STORAGE), 0.0);
         assert_eq!(value(&after, "zeod_transactions_active", STORAGE), 0.0);
         assert!(value(&after, "zeod_process_resident_memory_bytes", &[]) > 0.0);
+        dashboard_reads_only_exported_metrics(&after);
 
         // Closing the clients closes their sessions in the gauges.
         drop(a);
@@ -135,6 +136,35 @@ mod tests {
             }
             assert!(Instant::now() < deadline, "connections never closed");
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every `zeod_*` series the Grafana dashboard queries exists on a
+    /// server that has served a workload (a renamed metric breaks a panel).
+    fn dashboard_reads_only_exported_metrics(samples: &process::Samples) {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/grafana/zeod.json");
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut exprs = Vec::new();
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                exprs.push(target["expr"].as_str().unwrap().to_string());
+            }
+        }
+        assert!(exprs.len() > 10);
+        for expr in &exprs {
+            let mut rest = expr.as_str();
+            while let Some(at) = rest.find("zeod_") {
+                let name: String = rest[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(
+                    samples.keys().any(|(n, _)| *n == name),
+                    "the dashboard queries {name}, which zeod does not export ({expr})"
+                );
+                rest = &rest[at + name.len()..];
+            }
         }
     }
 

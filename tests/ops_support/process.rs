@@ -32,6 +32,11 @@ impl Zeod {
     /// `zeod serve` on storage `Data.fs` in a fresh directory, with the
     /// metrics listener given by `--metrics` (`via_env`: by `ZEOD_METRICS`).
     pub fn start(via_env: bool) -> Zeod {
+        Zeod::start_with(via_env, &[])
+    }
+
+    /// [`Zeod::start`] with more `zeod serve` arguments.
+    pub fn start_with(via_env: bool, extra: &[&str]) -> Zeod {
         let dir = tempfile::tempdir().unwrap();
         let metrics = free_port();
         let address_file = dir.path().join("address");
@@ -41,6 +46,7 @@ impl Zeod {
             .arg(dir.path().join("Data.fs"))
             .args(["-a", "127.0.0.1:0", "--address-file"])
             .arg(&address_file)
+            .args(extra)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
