@@ -16,6 +16,7 @@
 //! | `ZEOD_CLIENT_CONFLICT_RESOLUTION`, `ZEOD_MSGPACK` | same keys |
 //! | `ZEOD_PID_FILE` | `<zeo> pid-filename` |
 //! | `ZEOD_MAX_FRAME_SIZE`, `ZEOD_MAX_CONNECTIONS`, `ZEOD_LOG_FORMAT` | (zeod only) |
+//! | `ZEOD_METRICS` | `<zeo> metrics-address` (zeod only: Prometheus `HOST:PORT`) |
 //! | `ZEOD_STORAGE_<NAME>_<KEY>` | key of storage `<NAME>`: `PATH`, `BLOB_DIR`, `READ_ONLY`, `CREATE`, `QUOTA`, `PACK_GC`, `PACK_KEEP_OLD` (so `<NAME>` cannot contain `_`) |
 //!
 //! `ZEO_MSGPACK` (non-empty) turns msgpack on when nothing else set it, as
@@ -80,6 +81,9 @@ pub struct ServeArgs {
     /// Log format on stderr.
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Serve Prometheus metrics (GET /metrics, /healthz) on this HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics: Option<String>,
     /// Largest accepted frame in bytes.
     #[arg(long, value_name = "BYTES")]
     pub max_frame_size: Option<u64>,
@@ -116,6 +120,9 @@ pub struct Layer {
     pub max_frame_size: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u64>,
+    /// `HOST:PORT` of the metrics listener.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
     /// `text` or `json` (kept as text so the layer stays plain data).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<String>,
@@ -175,6 +182,8 @@ pub struct ServerConfig {
     pub address_file: Option<PathBuf>,
     pub max_frame_size: usize,
     pub max_connections: usize,
+    /// Where to serve Prometheus metrics (`--metrics`), if anywhere.
+    pub metrics: Option<SocketAddr>,
     pub log_format: LogFormat,
     /// zeo.conf `<eventlog>`: log file (Python's line format) and level.
     pub eventlog: Option<(PathBuf, String)>,
@@ -200,6 +209,7 @@ impl Default for ServerConfig {
             address_file: None,
             max_frame_size: DEFAULT_MAX_FRAME_SIZE as usize,
             max_connections: DEFAULT_MAX_CONNECTIONS as usize,
+            metrics: None,
             log_format: LogFormat::Text,
             eventlog: None,
             storages: Vec::new(),
@@ -335,6 +345,7 @@ fn cli_layer(args: &ServeArgs) -> Layer {
         address_file: args.address_file.clone(),
         max_frame_size: args.max_frame_size,
         max_connections: args.max_connections,
+        metrics: args.metrics.clone(),
         log_format: args.log_format.map(|f| match f {
             LogFormat::Text => "text".to_string(),
             LogFormat::Json => "json".to_string(),
@@ -351,6 +362,15 @@ fn resolve(
     notes: Vec<String>,
 ) -> Result<ServerConfig, ConfigError> {
     let address = Address::parse(layer.address.as_deref().unwrap_or(DEFAULT_ADDRESS))?;
+    let metrics = match layer.metrics.as_deref().map(Address::parse).transpose()? {
+        None => None,
+        Some(Address::Tcp(addr)) => Some(addr),
+        Some(Address::Unix(path)) => {
+            return Err(ConfigError::Address {
+                address: path.display().to_string(),
+            })
+        }
+    };
     let seconds =
         |key: &'static str, value: Option<f64>| -> Result<Option<Duration>, ConfigError> {
             match value {
@@ -424,6 +444,7 @@ fn resolve(
             "max-connections",
             layer.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
         )?,
+        metrics,
         log_format: layer
             .log_format
             .as_deref()

@@ -24,6 +24,8 @@
 //! - [`schedule`]: the server's built-in pack schedule (`pack-schedule`).
 //! - [`health`]: `zeod health`, a ZEO handshake + `ruok` probe.
 //! - [`bench`]: `zeod bench`, a native ZEO load generator for any server.
+//! - [`metrics`]: Prometheus metrics of the server and their HTTP listener.
+//! - [`status`]: `zeod status`, a one-screen summary of a running server.
 //! - [`telemetry`]: tracing-subscriber setup.
 //! - [`init`]: `zeod init`, the renderer containers' PID 1 — config
 //!   templating, child supervision, reaping, reload on change. It imports
@@ -37,10 +39,12 @@ pub mod conflict;
 pub mod health;
 pub mod ids;
 pub mod init;
+pub mod metrics;
 pub mod pack_cli;
 pub mod protocol;
 pub mod record;
 pub mod schedule;
 pub mod server;
+pub mod status;
 pub mod storage;
 pub mod telemetry;

@@ -23,6 +23,8 @@ enum Command {
     Init(zeod::init::InitArgs),
     /// Exit 0 if a ZEO server answers the handshake and `ruok` at ADDRESS.
     Health(zeod::health::HealthArgs),
+    /// Print a one-screen summary of a running ZEO server (or JSON with --json).
+    Status(zeod::status::StatusArgs),
     /// Check a Data.fs for consistency, like Python's fstest.
     Check(zeod::check::CheckArgs),
     /// Load-test a ZEO server (runzeo or zeod): loads, commits, latency.
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
         Command::Init(args) => zeod::init::main(args),
         Command::Serve(args) => report(zeod::server::main(args)),
         Command::Health(args) => report(zeod::health::main(args)),
+        Command::Status(args) => report(zeod::status::main(args)),
         Command::Check(args) => report(zeod::check::main(args)),
         Command::Bench(args) => report(zeod::bench::main(args)),
         Command::Pack(args) => report(zeod::pack_cli::main(args)),

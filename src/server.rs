@@ -38,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Address, ServeArgs, ServerConfig};
+use crate::metrics::Metrics;
 use crate::storage::FileStorage;
 
 use exported::Exported;
@@ -103,6 +104,7 @@ pub(crate) struct Shared {
     /// Every task of the server (connections, background packs); shutdown
     /// waits for them before the storages are closed.
     tasks: TaskTracker,
+    metrics: Arc<Metrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +127,19 @@ pub async fn run(
     listener: Listener,
     storages: Vec<(String, Arc<FileStorage>)>,
     config: ServerConfig,
+    shutdown: impl Future,
+) -> Result<(), ServerError> {
+    let metrics = Arc::new(Metrics::new());
+    run_with_metrics(listener, storages, config, metrics, shutdown).await
+}
+
+/// [`run`], counting into `metrics` (and installing its per-storage
+/// sampler), which the caller may serve over HTTP.
+pub async fn run_with_metrics(
+    listener: Listener,
+    storages: Vec<(String, Arc<FileStorage>)>,
+    config: ServerConfig,
+    metrics: Arc<Metrics>,
     shutdown: impl Future,
 ) -> Result<(), ServerError> {
     let mut exported = BTreeMap::new();
@@ -158,7 +173,23 @@ pub async fn run(
         shutdown: CancellationToken::new(),
         tasks: TaskTracker::new(),
         config,
+        metrics: metrics.clone(),
     });
+    let weak = Arc::downgrade(&shared);
+    metrics.set_sampler(Box::new(move || {
+        let Some(shared) = weak.upgrade() else {
+            return Vec::new();
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        shared
+            .storages
+            .values()
+            .map(|e| status::sample(e, now))
+            .collect()
+    }));
     let limit = Arc::new(Semaphore::new(shared.config.max_connections));
     let tracker = shared.tasks.clone();
     let next_id = AtomicU64::new(1);
@@ -333,6 +364,23 @@ async fn serve(
         println!("configuration OK");
         return Ok(ExitCode::SUCCESS);
     }
+    // Bound before the ZEO port, so once the address file is written
+    // both are up.
+    let metrics = Arc::new(Metrics::new());
+    let metrics_stop = CancellationToken::new();
+    if let Some(addr) = config.metrics {
+        let http = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+        let bound = http.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        tracing::info!(address = %bound, "serving metrics on http://{bound}/metrics");
+        let stop = metrics_stop.clone();
+        tokio::spawn(crate::metrics::http::serve(
+            http,
+            metrics.clone(),
+            async move { stop.cancelled().await },
+        ));
+    }
     let listener = Listener::bind(&config.address)
         .await
         .with_context(|| format!("cannot listen on {}", config.address))?;
@@ -365,7 +413,8 @@ async fn serve(
         });
     }
     let (signal, exit) = signals()?;
-    let result = run(listener, storages.clone(), config, signal).await;
+    let result = run_with_metrics(listener, storages.clone(), config, metrics, signal).await;
+    metrics_stop.cancel();
     close_storages(&storages).await;
     for path in pid_file.iter().chain(unix_path.iter()) {
         let _ = std::fs::remove_file(path);

@@ -330,6 +330,16 @@ impl FileStorage {
         self.published.read().end
     }
 
+    /// Estimated heap bytes of the in-memory index (for metrics).
+    pub fn index_heap_bytes(&self) -> usize {
+        self.published.read().index.heap_bytes()
+    }
+
+    /// Whether a pack is running.
+    pub fn is_packing(&self) -> bool {
+        self.packing.load(Ordering::Relaxed)
+    }
+
     /// Current revision: `(data, tid)`. `PosKey` if absent or deleted.
     pub fn load(&self, oid: Oid) -> Result<(Vec<u8>, Tid)> {
         read::load(self, oid)

@@ -129,6 +129,7 @@ fn zeo_section(section: &Section, layer: &mut Layer, notes: &mut Notes) -> Resul
             "pid-filename" => layer.pid_file = Some(key.value.clone().into()),
             "client-conflict-resolution" => layer.client_conflict_resolution = Some(boolean(key)?),
             "msgpack" => layer.msgpack = Some(boolean(key)?),
+            "metrics-address" => layer.metrics = Some(key.value.clone()),
             "monitor-address"
             | "drop-cache-rather-verify"
             | "authentication-protocol"

@@ -20,7 +20,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::OwnedMutexGuard;
 use tokio::time::Instant;
@@ -35,6 +35,9 @@ use crate::ids::Tid;
 use crate::protocol::Value;
 use crate::storage::{self, BeginOptions, FileStorage, TxnMeta};
 
+/// Transactions with at most this much data are replayed on the reactor.
+const INLINE_VOTE_BYTES: usize = 256 * 1024;
+
 type LockFuture = Pin<Box<dyn Future<Output = OwnedMutexGuard<()>> + Send>>;
 
 /// Where the connection stands with its storage's commit lock.
@@ -43,7 +46,12 @@ pub enum LockState {
     #[default]
     Free,
     /// A `vote` is queued for the lock; its reply is deferred.
-    Waiting { lock: LockFuture, msgid: Value },
+    Waiting {
+        lock: LockFuture,
+        msgid: Value,
+        /// When the vote was queued (for the lock-wait metric).
+        queued: Instant,
+    },
     /// Conflicts were handed back; the storage transaction was aborted but
     /// the lock is kept for the client's next vote, so its resolution
     /// cannot be overtaken by another commit (under contention a client
@@ -269,16 +277,21 @@ impl Connection {
         }
         let exported = self.exported()?;
         match exported.commit_lock.clone().try_lock_owned() {
-            Ok(guard) => self
-                .run_vote(guard, Instant::now(), msgid.clone())
-                .await
-                .map_err(CallError::Close),
+            Ok(guard) => {
+                self.shared
+                    .metrics
+                    .lock_wait(&exported.name, Duration::ZERO);
+                self.run_vote(guard, Instant::now(), msgid.clone())
+                    .await
+                    .map_err(CallError::Close)
+            }
             Err(_) => {
                 exported.waiting.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(conn = self.id, storage = %exported.name, "vote waits for the commit lock");
                 self.lock = LockState::Waiting {
                     lock: Box::pin(exported.commit_lock.clone().lock_owned()),
                     msgid: msgid.clone(),
+                    queued: Instant::now(),
                 };
                 Ok(())
             }
@@ -287,11 +300,14 @@ impl Connection {
 
     /// A queued vote got the lock.
     pub(super) async fn lock_granted(&mut self, guard: OwnedMutexGuard<()>) -> Result<(), String> {
-        let LockState::Waiting { msgid, .. } = std::mem::take(&mut self.lock) else {
+        let LockState::Waiting { msgid, queued, .. } = std::mem::take(&mut self.lock) else {
             return Ok(());
         };
         if let Some(exported) = &self.exported {
             exported.waiting.fetch_sub(1, Ordering::Relaxed);
+            self.shared
+                .metrics
+                .lock_wait(&exported.name, queued.elapsed());
         }
         self.run_vote(guard, Instant::now(), msgid).await
     }
@@ -314,12 +330,22 @@ impl Connection {
         let begin = txn.begin.clone();
         let ops = std::mem::take(&mut txn.ops);
         let storage = exported.storage.clone();
-        let (ops, outcome) = tokio::task::spawn_blocking(move || {
+        // A small transaction is a few writes to the page cache: cheaper
+        // here than a hop to the blocking pool. Big ones (and blob moves)
+        // go there so they do not hold up other connections.
+        let small = ops.iter().all(|op| !matches!(op, TxnOp::StoreBlob { .. }))
+            && ops.iter().map(TxnOp::size).sum::<usize>() <= INLINE_VOTE_BYTES;
+        let (ops, outcome) = if small {
             let outcome = replay(&storage, begin, &ops);
             (ops, outcome)
-        })
-        .await
-        .map_err(|e| format!("vote failed: {e}"))?;
+        } else {
+            tokio::task::spawn_blocking(move || {
+                let outcome = replay(&storage, begin, &ops);
+                (ops, outcome)
+            })
+            .await
+            .map_err(|e| format!("vote failed: {e}"))?
+        };
         if let Some(txn) = self.txn.as_mut() {
             txn.ops = ops;
         }
@@ -382,7 +408,7 @@ impl Connection {
                 "tpc_finish without a successful vote".into(),
             )]));
         }
-        let LockState::Held { guard, txn, .. } = std::mem::take(&mut self.lock) else {
+        let LockState::Held { guard, txn, since } = std::mem::take(&mut self.lock) else {
             return Ok(());
         };
         let exported = self.exported()?;
@@ -422,6 +448,9 @@ impl Connection {
         self.forget_transaction();
         drop(guard);
         exported.set_lock_time(None);
+        self.shared
+            .metrics
+            .lock_hold(&exported.name, since.elapsed());
         Ok(())
     }
 

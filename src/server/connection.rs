@@ -60,6 +60,7 @@ where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (reader, writer) = tokio::io::split(stream);
+    let (reader, writer) = shared.metrics.count_io(reader, writer);
     let mut frames = FramedRead::new(reader, wire::frame_codec(shared.config.max_frame_size));
     let (out, rx) = Outbound::new();
     let kill = CancellationToken::new();
@@ -71,6 +72,13 @@ where
         frame = tokio::time::timeout(HANDSHAKE_TIMEOUT, frames.next()) => frame,
         _ = shared.shutdown.cancelled() => Ok(None),
     };
+    let first_frame = match &handshake {
+        Ok(Some(Ok(frame))) => Some(&frame[..]),
+        _ => None,
+    };
+    let _open = shared
+        .metrics
+        .connection(crate::metrics::Protocol::classify(first_frame));
     let encoding = match handshake {
         Ok(Some(Ok(frame))) => match &frame[..] {
             b"Z5" => Some(Encoding::Pickle3),
@@ -234,6 +242,7 @@ impl Connection {
             return Ok(());
         }
         let one_way = dispatch::truthy(&message.flags);
+        let started = std::time::Instant::now();
         let result = if self.exported.is_none() {
             if message.method != "register" {
                 return Err(format!(
@@ -248,6 +257,7 @@ impl Connection {
         } else {
             return Err(format!("invalid method {:?}", message.method));
         };
+        self.shared.metrics.rpc(&message.method, started.elapsed());
         match (result, one_way) {
             (Ok(None), _) | (Ok(Some(_)), true) => Ok(()),
             (Ok(Some(value)), false) => self.reply(&message.msgid, Ok(value)).await,
@@ -270,6 +280,7 @@ impl Connection {
         let (flags, args) = match result {
             Ok(value) => (0, value),
             Err(CallError::Raise { class, state }) => {
+                self.shared.metrics.rpc_error(class);
                 // Like Python, every failed call is logged except the
                 // everyday ones (missing objects, conflicts).
                 if matches!(
@@ -353,9 +364,10 @@ impl Connection {
         }
         self.read_only = read_only || exported.storage.is_read_only();
         // Joining the storage and reading its last tid must not straddle a
-        // commit: the client would miss that commit's invalidation. (The
-        // reply itself may follow later invalidations: clients queue those
-        // until they are connected.)
+        // commit: the client would miss that commit's invalidation, or take
+        // its getInvalidations answer as covering a commit not yet in the
+        // queue. (The reply may follow later invalidations: clients queue
+        // those until they are connected.)
         let visible = exported.visibility.read().await;
         exported.peers.lock().insert(
             self.id,

@@ -20,6 +20,11 @@ impl InvalidationQueue {
         InvalidationQueue { capacity, entries }
     }
 
+    /// Transactions kept (for metrics).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     pub fn push(&mut self, tid: Tid, oids: Vec<Oid>) {
         if self.capacity == 0 {
             return;

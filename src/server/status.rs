@@ -1,6 +1,6 @@
-//! Per-storage statistics and their two renderings: the `server_status()`
-//! dict and the `ruok` JSON (spec §5.4). Monitoring tools read the key set,
-//! so it is Python's exactly.
+//! Per-storage statistics and their three renderings: the `server_status()`
+//! dict and the `ruok` JSON (spec §5.4), whose key set monitoring tools
+//! read, so it is Python's exactly; and the Prometheus sample ([`sample`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -112,6 +112,33 @@ impl Status {
             map.insert(k.to_string(), v);
         }
         serde_json::Value::Object(map)
+    }
+}
+
+/// Everything `crate::metrics` reports per storage, read at scrape time.
+pub fn sample(exported: &Exported, now: f64) -> crate::metrics::StorageSample {
+    let s = &exported.stats;
+    let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let storage = &exported.storage;
+    crate::metrics::StorageSample {
+        name: exported.name.clone(),
+        size_bytes: storage.size(),
+        objects: storage.len() as u64,
+        index_bytes: Some(storage.index_heap_bytes() as u64),
+        read_only: storage.is_read_only(),
+        connections: exported.peers.lock().len() as u64,
+        last_transaction_unix: storage.last_transaction().to_unix(),
+        active_transactions: exported.active_txns.load(Ordering::Relaxed) as u64,
+        lock_waiting: exported.waiting.load(Ordering::Relaxed) as u64,
+        lock_held_seconds: exported.lock_time().map(|since| (now - since).max(0.0)),
+        invalidation_queue: exported.invalidations.lock().len() as u64,
+        packing: storage.is_packing(),
+        loads: get(&s.loads),
+        stores: get(&s.stores),
+        commits: get(&s.commits),
+        aborts: get(&s.aborts),
+        conflicts: get(&s.conflicts),
+        conflicts_resolved: get(&s.conflicts_resolved),
     }
 }
 
