@@ -36,6 +36,7 @@ use figment::providers::Serialized;
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::schedule::{PackSchedule, ScheduledPack};
 use crate::storage::OpenOptions;
 use crate::telemetry::LogFormat;
 
@@ -152,6 +153,12 @@ pub struct StorageLayer {
     pub pack_gc: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pack_keep_old: Option<bool>,
+    /// `pack-schedule`: `daily HH:MM` (UTC) or an interval (`24h`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pack_schedule: Option<String>,
+    /// `pack-days`: history the scheduled pack keeps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pack_days: Option<f64>,
 }
 
 /// One storage to serve.
@@ -193,6 +200,8 @@ pub struct ServerConfig {
     pub test: bool,
     /// Things worth a log line once logging is set up (ignored sections…).
     pub notes: Vec<String>,
+    /// Storage name → its `pack-schedule`, for storages that have one.
+    pub pack_schedules: Vec<(String, ScheduledPack)>,
 }
 
 impl Default for ServerConfig {
@@ -215,6 +224,7 @@ impl Default for ServerConfig {
             storages: Vec::new(),
             test: false,
             notes: Vec::new(),
+            pack_schedules: Vec::new(),
         }
     }
 }
@@ -248,6 +258,11 @@ pub enum ConfigError {
     },
     #[error("storage {name:?} has no path")]
     StoragePath { name: String },
+    #[error("storage {name:?}: {source}")]
+    PackSchedule {
+        name: String,
+        source: crate::schedule::ScheduleError,
+    },
     #[error("{key} must be {expected}, got {value}")]
     OutOfRange {
         key: &'static str,
@@ -359,7 +374,7 @@ fn resolve(
     layer: Layer,
     msgpack: bool,
     test: bool,
-    notes: Vec<String>,
+    mut notes: Vec<String>,
 ) -> Result<ServerConfig, ConfigError> {
     let address = Address::parse(layer.address.as_deref().unwrap_or(DEFAULT_ADDRESS))?;
     let metrics = match layer.metrics.as_deref().map(Address::parse).transpose()? {
@@ -397,10 +412,35 @@ fn resolve(
     // (as runzeo does); it only refuses writable connections.
     let server_read_only = layer.read_only.unwrap_or(false);
     let mut storages = Vec::new();
+    let mut pack_schedules = Vec::new();
     for (name, s) in layer.storages {
         let path = s
             .path
             .ok_or_else(|| ConfigError::StoragePath { name: name.clone() })?;
+        if let Some(text) = &s.pack_schedule {
+            let schedule =
+                text.parse::<PackSchedule>()
+                    .map_err(|source| ConfigError::PackSchedule {
+                        name: name.clone(),
+                        source,
+                    })?;
+            let days = match s.pack_days {
+                None => 0.0,
+                Some(d) if d.is_finite() && d >= 0.0 => d,
+                Some(d) => {
+                    return Err(ConfigError::OutOfRange {
+                        key: "pack-days",
+                        expected: "a number of days >= 0",
+                        value: d.to_string(),
+                    })
+                }
+            };
+            pack_schedules.push((name.clone(), ScheduledPack { schedule, days }));
+        } else if s.pack_days.is_some() {
+            notes.push(format!(
+                "storage {name:?}: pack-days without pack-schedule is ignored"
+            ));
+        }
         let defaults = OpenOptions::default();
         storages.push(StorageConfig {
             name,
@@ -459,6 +499,7 @@ fn resolve(
         storages,
         test,
         notes,
+        pack_schedules,
     })
 }
 
@@ -548,6 +589,42 @@ mod tests {
         .unwrap();
         assert_eq!(c.address.to_string(), "0.0.0.0:7002");
         assert!(c.read_only);
+    }
+
+    #[test]
+    fn pack_schedule_from_file_and_environment() {
+        use crate::schedule::PackSchedule;
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("zeo.conf");
+        std::fs::write(
+            &conf,
+            "<zeo>\n address 127.0.0.1:7000\n</zeo>\n<filestorage main>\n path Data.fs\n pack-schedule daily 03:30\n pack-days 7\n</filestorage>\n<filestorage other>\n path Other.fs\n</filestorage>\n",
+        )
+        .unwrap();
+        let c = load(&args(&["-C", conf.to_str().unwrap()]), &[]).unwrap();
+        assert_eq!(c.pack_schedules.len(), 1);
+        let (name, plan) = &c.pack_schedules[0];
+        assert_eq!(name, "main");
+        assert_eq!(
+            plan.schedule,
+            PackSchedule::Daily {
+                seconds_after_midnight: 3 * 3600 + 30 * 60
+            }
+        );
+        assert_eq!(plan.days, 7.0);
+
+        let c = load(
+            &args(&["-C", conf.to_str().unwrap()]),
+            &[("ZEOD_STORAGE_other_PACK_SCHEDULE", "12h")],
+        )
+        .unwrap();
+        assert_eq!(c.pack_schedules.len(), 2);
+
+        let bad = load(
+            &args(&["-C", conf.to_str().unwrap()]),
+            &[("ZEOD_STORAGE_main_PACK_SCHEDULE", "weekly")],
+        );
+        assert!(matches!(bad, Err(ConfigError::PackSchedule { .. })));
     }
 
     #[test]

@@ -65,8 +65,7 @@ impl FromStr for PackSchedule {
             "d" => DAY,
             _ => return Err(bad()),
         };
-        // Packing more often than once a minute is a mistake, not a plan.
-        let seconds = n.checked_mul(scale).filter(|s| *s >= 60).ok_or_else(bad)?;
+        let seconds = n.checked_mul(scale).filter(|s| *s > 0).ok_or_else(bad)?;
         Ok(PackSchedule::Every(Duration::from_secs(seconds)))
     }
 }
@@ -186,12 +185,13 @@ mod tests {
             PackSchedule::Every(Duration::from_secs(2 * DAY))
         );
         assert_eq!(every("60s"), PackSchedule::Every(Duration::from_secs(60)));
+        assert_eq!(every("2s"), PackSchedule::Every(Duration::from_secs(2)));
         for bad in [
             "daily 24:00",
             "daily 3",
             "daily 03:60",
             "weekly",
-            "10s",
+            "0s",
             "h",
             "-1h",
             "",

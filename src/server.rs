@@ -192,6 +192,17 @@ pub async fn run_with_metrics(
     }));
     let limit = Arc::new(Semaphore::new(shared.config.max_connections));
     let tracker = shared.tasks.clone();
+    for (name, plan) in &shared.config.pack_schedules {
+        if let Some(e) = shared.storages.get(name) {
+            tracker.spawn(crate::schedule::run(
+                name.clone(),
+                e.storage.clone(),
+                *plan,
+                e.pack_gc,
+                shared.shutdown.clone(),
+            ));
+        }
+    }
     let next_id = AtomicU64::new(1);
     tracing::info!(address = %listener.local_address(), storages = ?shared.storages.keys().collect::<Vec<_>>(), "serving");
 

@@ -73,7 +73,16 @@ pub(super) fn env_layer(
                     "quota" => storage.quota = Some(number()?),
                     "pack_gc" => storage.pack_gc = Some(boolean()?),
                     "pack_keep_old" => storage.pack_keep_old = Some(boolean()?),
-                    _ => return Err(bad("a storage key: PATH, BLOB_DIR, READ_ONLY, CREATE, QUOTA, PACK_GC or PACK_KEEP_OLD")),
+                    "pack_schedule" => storage.pack_schedule = Some(value.clone()),
+                    "pack_days" => {
+                        storage.pack_days = Some(
+                            value
+                                .trim()
+                                .parse::<f64>()
+                                .map_err(|_| bad("a number of days"))?,
+                        )
+                    }
+                    _ => return Err(bad("a storage key: PATH, BLOB_DIR, READ_ONLY, CREATE, QUOTA, PACK_GC, PACK_KEEP_OLD, PACK_SCHEDULE or PACK_DAYS")),
                 }
             }
         }

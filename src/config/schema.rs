@@ -253,6 +253,8 @@ fn storage_section(section: &Section) -> Result<StorageLayer, SchemaError> {
             "quota" => storage.quota = Some(byte_size(key)?),
             "pack-gc" => storage.pack_gc = Some(boolean(key)?),
             "pack-keep-old" => storage.pack_keep_old = Some(boolean(key)?),
+            "pack-schedule" => storage.pack_schedule = Some(key.value.clone()),
+            "pack-days" => storage.pack_days = Some(float(key)?),
             // A Python callable; zeod has one packer.
             "packer" => {}
             other => {

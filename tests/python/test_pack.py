@@ -348,6 +348,58 @@ def test_py2_non_ascii_str_fails_gc_like_python(tmp_path):
 
 
 # ---------------------------------------------------------------------------
+# The built-in schedule
+
+def test_scheduled_pack_runs_while_serving(tmp_path, request):
+    if zeod_forker.SERVER != "zeod":
+        pytest.skip("pack-schedule is zeod's")
+    zeod_forker.current_test = request.node.name
+    zeod_forker.current_logs = []
+    old = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        addr, stop = zeod_forker.start_external(
+            storage_conf="<filestorage 1>\npath Data.fs\n"
+                         "pack-schedule 3s\npack-days 0\n</filestorage>",
+            keep=True)
+    finally:
+        os.chdir(old)
+    try:
+        live, garbage = populate(addr)
+        db = DB(ClientStorage(addr, wait_timeout=30))
+
+        def garbage_gone():
+            # Keep committing meanwhile: the schedule packs a live server.
+            with db.transaction() as conn:
+                conn.root()["w0"][len(conn.root()["w0"])] = 1
+            # A fresh client: ZEO clients keep packed-away objects cached.
+            fresh = ClientStorage(addr, wait_timeout=30)
+            try:
+                fresh.load(p64(garbage[0]))
+            except POSKeyError:
+                return True
+            finally:
+                fresh.close()
+            return False
+
+        wait_for(garbage_gone, 60, "the scheduled pack")
+        db.close()
+        db = DB(ClientStorage(addr, wait_timeout=30))
+        for oid in garbage:
+            with pytest.raises(POSKeyError):
+                db.storage.load(p64(oid))
+        for oid in live:
+            db.storage.load(p64(oid))
+        db.close()
+    finally:
+        stop()
+    log = open(zeod_forker.current_logs[-1]).read()
+    assert "pack schedule active" in log
+    assert "scheduled pack finished" in log
+    fstest.check(str(tmp_path / "Data.fs"))
+
+
+# ---------------------------------------------------------------------------
 # The CLI against a server and a locked file
 
 def test_cli_refuses_a_locked_file_and_keeps_days(server):
