@@ -51,9 +51,12 @@ def server(tmp_path, request):
     directory.mkdir()
     old = os.getcwd()
     os.chdir(directory)
+    dialect = zeod_forker.dialect
+    zeod_forker.dialect = getattr(request, "param", "pickle")
     try:
         addr, stop = zeod_forker.start_external(keep=True)
     finally:
+        zeod_forker.dialect = dialect
         os.chdir(old)
     yield addr, str(directory / "Data.fs"), stop
     stop()
@@ -402,6 +405,7 @@ def test_scheduled_pack_runs_while_serving(tmp_path, request):
 # ---------------------------------------------------------------------------
 # The CLI against a server and a locked file
 
+@pytest.mark.parametrize("server", ["pickle", "msgpack"], indirect=True)
 def test_cli_refuses_a_locked_file_and_keeps_days(server):
     addr, path, _ = server
     live, garbage = populate(addr)
