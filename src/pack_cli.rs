@@ -150,14 +150,15 @@ fn pack_file(path: &Path, tid: Tid, args: &PackArgs) -> anyhow::Result<()> {
 /// Why talking to the server failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot connect to {address}: {source}")]
+    // The cause is the error's source: `{:#}` prints it after this.
+    #[error("cannot connect to {address}")]
     Connect {
         address: String,
         source: std::io::Error,
     },
     #[error("bad address {0:?}")]
     Address(String),
-    #[error("{stage}: {source}")]
+    #[error("{stage}")]
     Io {
         stage: &'static str,
         source: std::io::Error,
