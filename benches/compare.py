@@ -9,8 +9,9 @@ Data.fs, and are driven by the same drivers:
    pipelined; commits with 1, 4, 8 writers of 1 object, 8 writers of 10;
    15 loading connections while one more commits (mixed).
 2. Real Python ZEO client processes (ClientStorage with its cache off for
-   loads, ZODB transactions for commits): server CPU per operation, which
-   stays comparable when the Python clients are the bottleneck.
+   loads, ZODB transactions for commits, inserts into one shared OOBTree
+   for conflict-heavy commits): server CPU per operation, which stays
+   comparable when the Python clients are the bottleneck.
 3. Start-up time (index rebuild without Data.fs.index, then with it) and
    RSS after opening a Data.fs of --objects objects.
 
@@ -178,6 +179,7 @@ def python_clients(python, server, mode, processes, count, seconds):
     return {
         "ops": ops,
         "errors": sum(r["errors"] for r in results),
+        "conflicts": sum(r.get("conflicts", 0) for r in results),
         "ops_per_sec": ops / max(r["seconds"] for r in results),
         "server_cpu_s": server_cpu,
         "server_cores": server_cpu / wall,
@@ -267,9 +269,10 @@ def main():
                         name = label if len(report["phases"]) == 1 else \
                             f"{label} {row['phase'].split('/')[-1]}"
                         results["native"][kind][name] = row
-            runs = [("load", 4, args.keys), ("commit", 2, 1)] if args.quick else \
-                   [("load", 4, args.keys), ("load", 8, args.keys),
-                    ("commit", 1, 1), ("commit", 4, 1)]
+            runs = [("load", 4, args.keys), ("commit", 2, 1), ("btree", 4, 10_000)] \
+                if args.quick else \
+                [("load", 4, args.keys), ("load", 8, args.keys),
+                 ("commit", 1, 1), ("commit", 4, 1), ("btree", 4, 10_000)]
             for i, (mode, procs, count) in enumerate(runs):
                 label = f"{mode} {procs} processes"
                 for kind in kinds if i % 2 == 0 else kinds[::-1]:
@@ -361,8 +364,8 @@ def print_report(results, objects):
     pyr = results["python"]
     print("\nPython ZEO 6 client processes; cells are runzeo / zeod\n")
     print("| run | ops/s | zeod × | server µs/op | zeod × | server cores "
-          "| server starved | client µs/op | errors |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| server starved | client µs/op | conflicts | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for label in pyr["runzeo"]:
         py, rs = pyr["runzeo"][label], pyr["zeod"][label]
         print(f"| {label} "
@@ -373,7 +376,10 @@ def print_report(results, objects):
               f"| {pair(py['server_cores'], rs['server_cores'], '{:.2f}')} "
               f"| {pair(py.get('server_runqueue_wait_share'), rs.get('server_runqueue_wait_share'), '{:.2f}')} "
               f"| {pair(py['client_us_per_op'], rs['client_us_per_op'], '{:.0f}')} "
+              f"| {py.get('conflicts', 0)} / {rs.get('conflicts', 0)} "
               f"| {py['errors']} / {rs['errors']} |")
+    print("\n(btree = every process inserts random keys into one shared OOBTree; "
+          "ops are successful commits, conflicts the ConflictErrors retried.)")
 
     st = results["startup"]
     py, rs = st["runzeo"], st["zeod"]

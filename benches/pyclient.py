@@ -2,11 +2,12 @@
 
     pyclient.py load   ADDRESS KEYS SECONDS   # ClientStorage.loadBefore, cache off
     pyclient.py commit ADDRESS OBJECTS SECONDS  # ZODB commits of OBJECTS objects
+    pyclient.py btree  ADDRESS KEYS SECONDS   # inserts into one shared OOBTree
 
 The process connects, prints "ready", waits for a line on stdin (so all
 clients start together while the orchestrator samples the server's CPU),
 runs for SECONDS, then prints one JSON line: operations, seconds, its own
-CPU seconds, errors.
+CPU seconds, errors (and, for btree, the ConflictErrors retried).
 """
 
 import json
@@ -55,20 +56,25 @@ def run_loads(address, keys, seconds):
     return ops, errors, elapsed, cpu
 
 
-def run_commits(address, objects, seconds):
-    import transaction
+def open_db(address):
     import ZODB
-    from persistent.mapping import PersistentMapping
     from ZODB.POSException import ConflictError
 
     storage = connect(address)
     for attempt in range(20):
         # Several clients may race to create the root of a new database.
         try:
-            db = ZODB.DB(storage)
-            break
+            return ZODB.DB(storage)
         except ConflictError:
             time.sleep(0.05 * (attempt + 1))
+    raise RuntimeError("could not open the database")
+
+
+def run_commits(address, objects, seconds):
+    import transaction
+    from persistent.mapping import PersistentMapping
+
+    db = open_db(address)
     conn = db.open()
     mine = [PersistentMapping() for _ in range(objects)]
     for obj in mine:
@@ -96,12 +102,54 @@ def run_commits(address, objects, seconds):
     return ops, errors, elapsed, cpu
 
 
+def run_btree(address, keys, seconds):
+    """Conflict-heavy commits: every client inserts into the same OOBTree,
+    so concurrent commits touch the same buckets and the server (or, if it
+    hands conflicts back, the client) must resolve them."""
+    import transaction
+    from BTrees.OOBTree import OOBTree
+    from ZODB.POSException import ConflictError
+
+    db = open_db(address)
+    conn = db.open()
+    for attempt in range(50):
+        try:
+            root = conn.root()
+            if "tree" not in root:
+                root["tree"] = OOBTree()
+                transaction.commit()
+            break
+        except ConflictError:
+            transaction.abort()
+            time.sleep(0.02 * (attempt + 1))
+    pick = random.Random().randrange
+    ops = errors = conflicts = 0
+    ready()
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    deadline = t0 + seconds
+    while time.perf_counter() < deadline:
+        try:
+            conn.root()["tree"][f"k{pick(keys):08d}"] = b"x" * 200
+            transaction.commit()
+            ops += 1
+        except ConflictError:
+            transaction.abort()
+            conflicts += 1
+        except Exception:
+            transaction.abort()
+            errors += 1
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    conn.close()
+    db.close()
+    return ops, errors, elapsed, cpu, conflicts
+
+
 def main():
     mode, address, count, seconds = sys.argv[1:5]
-    run = {"load": run_loads, "commit": run_commits}[mode]
-    ops, errors, elapsed, cpu = run(address, int(count), float(seconds))
-    print(json.dumps({"ops": ops, "errors": errors, "seconds": elapsed, "cpu": cpu}),
-          flush=True)
+    run = {"load": run_loads, "commit": run_commits, "btree": run_btree}[mode]
+    ops, errors, elapsed, cpu, *conflicts = run(address, int(count), float(seconds))
+    print(json.dumps({"ops": ops, "errors": errors, "seconds": elapsed, "cpu": cpu,
+                      "conflicts": sum(conflicts)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ mod verify;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-pub use create::{backup, BackupOutcome};
+pub use create::{backup, BackupOutcome, Written};
 pub use recover::{recover, Recovered};
 pub use repository::{BackupName, DatLine};
 pub use verify::{verify, Verified};
@@ -84,7 +84,8 @@ pub struct BackupArgs {
     /// and checksums against the .dat as it copies.
     #[arg(short = 'w', long = "with-verify")]
     pub with_verify: bool,
-    /// Log each step (repozo's -v).
+    /// Accepted for repozo compatibility: every step is logged anyway
+    /// (RUST_LOG=debug for more).
     #[arg(short = 'v', long = "verbose")]
     pub verbose: bool,
     /// Blob directory: the source's when backing up, the destination when

@@ -404,4 +404,48 @@ mod tests {
         assert_eq!(server.storage("2").load(other).unwrap().0, record(2));
         server.stop().await;
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_load_shows_a_commit_before_its_invalidation() {
+        let server = TestServer::start().await;
+        let mut a = server.client().await;
+        let oid = a.new_oid().await;
+        let first = a.commit(1, &[(oid, Tid::ZERO, &record(0))]).await.unwrap();
+        let mut b = server.client().await;
+        let mut committer = tokio::spawn(async move {
+            let mut serial = first;
+            for i in 2..40u8 {
+                serial = a
+                    .commit(i as i128, &[(oid, serial, &record(i))])
+                    .await
+                    .unwrap();
+            }
+            serial
+        });
+        let mut announced = vec![first];
+        let mut last = None;
+        for _ in 0..100_000 {
+            let loaded = b
+                .call("loadBefore", vec![Value::oid(oid), Value::tid(Tid::MAX)])
+                .await
+                .unwrap();
+            while let Some(m) = b.callbacks.pop_front() {
+                assert_eq!(m.method, "invalidateTransaction");
+                announced.push(items(&m.args)[0].as_tid().unwrap());
+            }
+            let start = items(&loaded)[1].as_tid().unwrap();
+            assert!(
+                announced.contains(&start),
+                "a load showed {start} before its invalidation"
+            );
+            if last.is_none() && committer.is_finished() {
+                last = Some((&mut committer).await.unwrap());
+            }
+            if last == Some(start) {
+                break;
+            }
+        }
+        assert_eq!(announced.last(), last.as_ref(), "loads never caught up");
+        server.stop().await;
+    }
 }

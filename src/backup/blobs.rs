@@ -324,9 +324,9 @@ pub fn check_file(path: &Path, expect: &Entry, quick: bool) -> Result<()> {
     Ok(())
 }
 
-/// Puts the blob files of a chain of backups into the empty directory
-/// `dest`, checking each against its manifest. Returns the file count.
-pub fn recover(backups: &[(String, PathBuf, PathBuf)], dest: &Path) -> Result<u64> {
+/// Refuses, before anything is written, a destination that already holds
+/// blob files or a chain with a backup that has no blob files.
+pub fn preflight(backups: &[(String, PathBuf, PathBuf)], dest: &Path) -> Result<()> {
     if dest.exists() {
         let occupied = fs::read_dir(dest)
             .map_err(io(format!("listing {}", dest.display())))?
@@ -335,6 +335,18 @@ pub fn recover(backups: &[(String, PathBuf, PathBuf)], dest: &Path) -> Result<u6
             return Err(Error::BlobDirNotEmpty(dest.to_path_buf()));
         }
     }
+    for (stem, _, manifest) in backups {
+        if !manifest.exists() {
+            return Err(Error::NoBlobBackup(stem.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// Puts the blob files of a chain of backups into the empty directory
+/// `dest`, checking each against its manifest. Returns the file count.
+pub fn recover(backups: &[(String, PathBuf, PathBuf)], dest: &Path) -> Result<u64> {
+    preflight(backups, dest)?;
     fs::create_dir_all(dest).map_err(io(format!("creating {}", dest.display())))?;
     let mut count = 0;
     let mut layout = None;
@@ -377,4 +389,80 @@ pub fn recover(backups: &[(String, PathBuf, PathBuf)], dest: &Path) -> Result<u6
     fs::write(dest.join(".layout"), layout.name())
         .map_err(io(format!("writing {}/.layout", dest.display())))?;
     Ok(count)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn e_blobs() -> (tempfile::TempDir, PathBuf) {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .map(|a| a.join("shared/fixtures/e_blobs"))
+            .find(|p| p.is_dir())
+            .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(fixtures.join("."))
+            .arg(tmp.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let data = tmp.path().join("Data.fs");
+        (tmp, data)
+    }
+
+    #[test]
+    fn a_pack_that_removes_needed_blobs_fails_the_backup() {
+        let (tmp, data) = e_blobs();
+        let snap = Snapshot::take(&data, None).unwrap();
+        let revisions = snap.blob_revisions(4).unwrap();
+        assert_eq!(revisions.len(), 3);
+        // What pack does: a new file renamed over the old, then the blob
+        // revisions it dropped removed.
+        let packed = tmp.path().join("Data.fs.pack");
+        fs::copy(&data, &packed).unwrap();
+        fs::rename(&packed, &data).unwrap();
+        let blobs = tmp.path().join("blobs");
+        let (oid, tid) = revisions[0];
+        let layout = Layout::of(&blobs).unwrap();
+        fs::remove_file(blobs.join(layout.rel_path(oid, tid))).unwrap();
+
+        let dest = tmp.path().join("repo/blobs/x");
+        let manifest = tmp.path().join("repo/blobs/x.blobs");
+        let none = Earlier {
+            files: HashMap::new(),
+        };
+        let err = back_up(&snap, &blobs, &revisions, &dest, &manifest, &none).unwrap_err();
+        assert!(matches!(err, Error::SourceReplaced(_)), "{err}");
+        assert!(!manifest.exists());
+    }
+
+    #[test]
+    fn manifests_round_trip_and_reject_escapes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("m.blobs");
+        let m = Manifest {
+            tid: Some(Tid::from_u64(0x03f5_8e00_0ccc_cccc)),
+            layout: Layout::Bushy,
+            entries: vec![Entry {
+                rel: Layout::Bushy.rel_path(Oid::from_u64(1), Tid::from_u64(0x03f5_8e00_0ccc_cccc)),
+                size: 28,
+                md5: "0c8358ff17e6bf80a986720355e94fb2".into(),
+            }],
+        };
+        m.write(&path).unwrap();
+        assert_eq!(Manifest::read(&path).unwrap(), Some(m));
+        fs::write(
+            &path,
+            "zeod-blobs 1 tid none layout bushy\n../../etc/passwd 1 x\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            Manifest::read(&path),
+            Err(Error::BadManifest { line: 2, .. })
+        ));
+    }
 }

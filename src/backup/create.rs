@@ -98,28 +98,28 @@ pub fn backup(args: &BackupArgs) -> Result<BackupOutcome> {
         "backing up to the last committed transaction"
     );
 
+    // Finding blob records means reading every pickle's first bytes: only
+    // worth it when the blobs are to be backed up.
     let mut blob_stats = blobs::Stats::default();
-    let revisions = snap.blob_revisions(start.max(4))?;
-    match &args.blob_dir {
-        Some(dir) => {
-            let earlier: Vec<(PathBuf, PathBuf)> = repository::list(repo)?
-                .iter()
-                .map(|n| (repository::blob_dir(repo, n), repository::blob_manifest(repo, n)))
-                .collect();
-            blob_stats = blobs::back_up(
-                &snap,
-                dir,
-                &revisions,
-                &repository::blob_dir(repo, &name),
-                &repository::blob_manifest(repo, &name),
-                &Earlier::load(&earlier),
-            )?;
-        }
-        None if !revisions.is_empty() => tracing::warn!(
-            blobs = revisions.len(),
-            "the data file references blob files but no --blob-dir was given: they are NOT in this backup"
-        ),
-        None => {}
+    if let Some(dir) = &args.blob_dir {
+        let revisions = snap.blob_revisions(start.max(4))?;
+        let earlier: Vec<(PathBuf, PathBuf)> = repository::list(repo)?
+            .iter()
+            .map(|n| {
+                (
+                    repository::blob_dir(repo, n),
+                    repository::blob_manifest(repo, n),
+                )
+            })
+            .collect();
+        blob_stats = blobs::back_up(
+            &snap,
+            dir,
+            &revisions,
+            &repository::blob_dir(repo, &name),
+            &repository::blob_manifest(repo, &name),
+            &Earlier::load(&earlier),
+        )?;
     }
 
     let index_path = repo.join(name.with_ext("index"));
@@ -148,6 +148,7 @@ pub fn backup(args: &BackupArgs) -> Result<BackupOutcome> {
             md5,
         },
     )?;
+    stream::sync_dir(repo)?;
     if full && args.kill_old {
         kill_old(repo, &name)?;
     }

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use tracing::{info, warn};
 
 use super::blobs::{self, Manifest};
-use super::repository::{self, BackupName};
+use super::repository::{self, BackupName, DatLine};
 use super::stream::{self, temp_name};
 use super::{io, BackupArgs, Error, Result};
 use crate::ids::Tid;
@@ -38,11 +38,26 @@ pub fn recover(args: &BackupArgs) -> Result<Recovered> {
     let Some(first) = chain.first() else {
         return Err(Error::NoFiles(date));
     };
-    let expected: HashMap<String, (u64, String)> =
-        repository::read_dat(&repository::dat_path(repo, first))?
-            .into_iter()
-            .map(|l| (l.base_name().to_string(), (l.end - l.start, l.md5)))
-            .collect();
+    let dat = repository::read_dat(&repository::dat_path(repo, first))?;
+    check_complete(repo, &chain, &dat, date.as_deref())?;
+    let expected: HashMap<String, (u64, String)> = dat
+        .into_iter()
+        .map(|l| (l.base_name().to_string(), (l.end - l.start, l.md5)))
+        .collect();
+
+    let blob_backups: Vec<(String, PathBuf, PathBuf)> = chain
+        .iter()
+        .map(|n| {
+            (
+                n.file_name(),
+                repository::blob_dir(repo, n),
+                repository::blob_manifest(repo, n),
+            )
+        })
+        .collect();
+    if let Some(dest) = &args.blob_dir {
+        blobs::preflight(&blob_backups, dest)?;
+    }
 
     let (tmp, mut out): (Option<PathBuf>, Box<dyn Write>) = match &args.output {
         Some(output) => {
@@ -50,6 +65,10 @@ pub fn recover(args: &BackupArgs) -> Result<Recovered> {
                 info!(file = %output.display(), "deleting the old file before recovering");
                 std::fs::remove_file(output)
                     .map_err(io(format!("removing {}", output.display())))?;
+            }
+            if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .map_err(io(format!("creating {}", parent.display())))?;
             }
             let tmp = temp_name(output);
             let f = File::create(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
@@ -108,21 +127,12 @@ pub fn recover(args: &BackupArgs) -> Result<Recovered> {
             tmp.display(),
             output.display()
         )))?;
+        stream::sync_dir(output.parent().unwrap_or(std::path::Path::new(".")))?;
     }
 
     let mut blob_count = 0;
     if let Some(dest) = &args.blob_dir {
-        let backups: Vec<(String, PathBuf, PathBuf)> = chain
-            .iter()
-            .map(|n| {
-                (
-                    n.file_name(),
-                    repository::blob_dir(repo, n),
-                    repository::blob_manifest(repo, n),
-                )
-            })
-            .collect();
-        blob_count = blobs::recover(&backups, dest)?;
+        blob_count = blobs::recover(&blob_backups, dest)?;
     }
     if let Some(last) = chain.last() {
         tid = Manifest::read(&repository::blob_manifest(repo, last))?.and_then(|m| m.tid);
@@ -133,4 +143,45 @@ pub fn recover(args: &BackupArgs) -> Result<Recovered> {
         blobs: blob_count,
         tid,
     })
+}
+
+/// A chain is found by listing the directory, so a lost incremental would
+/// silently drop its transactions (and every later one would be refused
+/// by the storage as a gap only if its positions disagreed). The `.dat`
+/// knows every file the chain should have up to the date: all must be
+/// there, and each must start where the one before it ended.
+fn check_complete(
+    repo: &std::path::Path,
+    chain: &[BackupName],
+    dat: &[DatLine],
+    date: Option<&str>,
+) -> Result<()> {
+    let now = BackupName::now(true, false).stem;
+    let when = date.unwrap_or(&now);
+    let present: std::collections::HashSet<String> =
+        chain.iter().map(BackupName::file_name).collect();
+    let mut end = 0;
+    for line in dat {
+        let Some(name) = BackupName::parse(line.base_name()) else {
+            continue;
+        };
+        if name.stem.as_str() > when {
+            break;
+        }
+        if !present.contains(line.base_name()) {
+            return Err(Error::Verification(format!(
+                "{} is missing (listed in the .dat); recovering without it would lose its transactions",
+                repo.join(line.base_name()).display()
+            )));
+        }
+        if line.start != end {
+            return Err(Error::Verification(format!(
+                "{} starts at {} but the backup before it ends at {end}",
+                repo.join(line.base_name()).display(),
+                line.start
+            )));
+        }
+        end = line.end;
+    }
+    Ok(())
 }

@@ -187,3 +187,16 @@ pub fn write_synced(
         dest.display()
     )))
 }
+
+/// Makes the renames in `dir` durable: a backup that a power cut can
+/// unlist is no backup.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(format!("syncing directory {}", dir.display())))
+}

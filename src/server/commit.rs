@@ -35,6 +35,9 @@ use crate::ids::Tid;
 use crate::protocol::Value;
 use crate::storage::{self, BeginOptions, FileStorage, TxnMeta};
 
+/// Transactions with at most this much data are replayed on the reactor.
+const INLINE_VOTE_BYTES: usize = 256 * 1024;
+
 type LockFuture = Pin<Box<dyn Future<Output = OwnedMutexGuard<()>> + Send>>;
 
 /// Where the connection stands with its storage's commit lock.
@@ -327,12 +330,22 @@ impl Connection {
         let begin = txn.begin.clone();
         let ops = std::mem::take(&mut txn.ops);
         let storage = exported.storage.clone();
-        let (ops, outcome) = tokio::task::spawn_blocking(move || {
+        // A small transaction is a few writes to the page cache: cheaper
+        // here than a hop to the blocking pool. Big ones (and blob moves)
+        // go there so they do not hold up other connections.
+        let small = ops.iter().all(|op| !matches!(op, TxnOp::StoreBlob { .. }))
+            && ops.iter().map(TxnOp::size).sum::<usize>() <= INLINE_VOTE_BYTES;
+        let (ops, outcome) = if small {
             let outcome = replay(&storage, begin, &ops);
             (ops, outcome)
-        })
-        .await
-        .map_err(|e| format!("vote failed: {e}"))?;
+        } else {
+            tokio::task::spawn_blocking(move || {
+                let outcome = replay(&storage, begin, &ops);
+                (ops, outcome)
+            })
+            .await
+            .map_err(|e| format!("vote failed: {e}"))?
+        };
         if let Some(txn) = self.txn.as_mut() {
             txn.ops = ops;
         }

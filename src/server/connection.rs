@@ -364,9 +364,10 @@ impl Connection {
         }
         self.read_only = read_only || exported.storage.is_read_only();
         // Joining the storage and reading its last tid must not straddle a
-        // commit: the client would miss that commit's invalidation. (The
-        // reply itself may follow later invalidations: clients queue those
-        // until they are connected.)
+        // commit: the client would miss that commit's invalidation, or take
+        // its getInvalidations answer as covering a commit not yet in the
+        // queue. (The reply may follow later invalidations: clients queue
+        // those until they are connected.)
         let visible = exported.visibility.read().await;
         exported.peers.lock().insert(
             self.id,

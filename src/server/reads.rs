@@ -1,8 +1,12 @@
 //! Calls that read the storage (loads, history, undo log, info, status,
 //! invalidations since a tid, iterators) and `pack`. Each read computes and
 //! queues its reply under the read side of the storage's visibility lock,
-//! so a reply can never show a commit whose invalidation is not yet queued
-//! ahead of it. Disk work runs on tokio's blocking pool.
+//! so a reply that shows a commit follows that commit's invalidation, and
+//! one computed before a commit precedes it (else the client would cache
+//! stale data as current after applying the invalidation). Point reads
+//! (an index lookup and a pread, microseconds when cached) run inline, as
+//! in Python; scans (undo log, iteration, invalidations by age) and pack run
+//! on tokio's blocking pool.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -162,7 +166,7 @@ impl Connection {
                 a.arity(2, 2)?;
                 let (oid, before) = (a.oid(0)?, a.tid(1)?);
                 Stats::bump(&exported.stats.loads);
-                match blocking(move || storage.load_before(oid, before)).await? {
+                match storage.load_before(oid, before) {
                     Ok(Some(found)) => Ok(Value::Tuple(vec![
                         Value::Bytes(found.data),
                         Value::tid(found.start),
@@ -176,14 +180,12 @@ impl Connection {
                 a.arity(2, 2)?;
                 let (oid, serial) = (a.oid(0)?, a.tid(1)?);
                 Stats::bump(&exported.stats.loads);
-                Ok(Value::Bytes(
-                    blocking(move || storage.load_serial(oid, serial)).await??,
-                ))
+                Ok(Value::Bytes(storage.load_serial(oid, serial)?))
             }
             "getTid" => {
                 a.arity(1, 1)?;
                 let oid = a.oid(0)?;
-                Ok(Value::tid(blocking(move || storage.get_tid(oid)).await??))
+                Ok(Value::tid(storage.get_tid(oid)?))
             }
             "history" => {
                 a.arity(1, 2)?;
@@ -227,7 +229,7 @@ impl Connection {
                 }
                 let n = if a.len() == 1 { a.int(0)? } else { 100 };
                 let n = n.clamp(1, 100) as usize;
-                let oids = blocking(move || storage.new_oids(n)).await??;
+                let oids = storage.new_oids(n)?;
                 Ok(Value::List(oids.into_iter().map(Value::oid).collect()))
             }
             "getInvalidations" => {

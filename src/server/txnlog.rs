@@ -48,6 +48,17 @@ pub struct PendingTxn {
     pub ops: Vec<TxnOp>,
 }
 
+impl TxnOp {
+    /// Bytes of record data the operation carries.
+    pub fn size(&self) -> usize {
+        match self {
+            TxnOp::Store { data, .. } | TxnOp::StoreBlob { data, .. } => data.len(),
+            TxnOp::Restore { data, .. } => data.as_ref().map_or(0, Vec::len),
+            TxnOp::CheckCurrent { .. } | TxnOp::Delete { .. } | TxnOp::Undo { .. } => 0,
+        }
+    }
+}
+
 impl PendingTxn {
     pub fn blob_files(&self) -> impl Iterator<Item = &PathBuf> {
         self.ops.iter().filter_map(|op| match op {

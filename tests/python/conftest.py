@@ -6,14 +6,17 @@ import zeod_forker
 
 
 def exclusion_id(item):
+    """(test id, dialect) as exclusions.py names them."""
     if getattr(item, "originalname", None) == "test_suite_case":
-        return item.callspec.id.split("-", 1)[1]
-    return "%s::%s" % (item.path.name, item.name)
+        dialect, test_id = item.callspec.id.split("-", 1)
+        return test_id, dialect
+    return "%s::%s" % (item.path.name, item.name), None
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        why = exclusions.reason(exclusion_id(item), zeod_forker.SERVER)
+        test_id, dialect = exclusion_id(item)
+        why = exclusions.reason(test_id, zeod_forker.SERVER, dialect)
         if why:
             item.add_marker(pytest.mark.skip(reason="excluded: " + why))
 

@@ -2,8 +2,8 @@
 
 Keys are test ids (``*`` is a wildcard), matched against
 * for ZEO's and ZODB's suites: ``module.Class.method`` (pytest shows them as
-  ``test_suite_case[DIALECT-module.Class.method]``; an exclusion applies to
-  both dialects);
+  ``test_suite_case[DIALECT-module.Class.method]``); an exclusion applies to
+  both dialects unless it starts with ``pickle-`` or ``msgpack-``;
 * for the other tests: ``file.py::test_name[params]``.
 Values are ``(servers, reason)``: ``servers`` is the set of ``ZEOD_SERVER``
 values the exclusion applies to.  conftest.py applies this list; nothing else
@@ -78,7 +78,7 @@ NOT_RUN = {
 # not in ZEO's test_suite() either: Python-only wrapper storages.)
 
 PENDING = {
-    "testZEO.*Tests.testTransactionExtensionFromIterator": (
+    "pickle-testZEO.*Tests.testTransactionExtensionFromIterator": (
         ZEOD, "zeod refuses GLOBAL builtins.dict in a tpc_begin extension"),
 }
 if os.environ.get("ZEOD_PY_STRICT"):
@@ -90,12 +90,11 @@ def matches(pattern, test_id):
     return re.fullmatch(regex, test_id) is not None
 
 
-def reason(test_id, server):
+def reason(test_id, server, dialect=None):
     """The reason ``test_id`` is excluded against ``server``, or None."""
-    for pattern, (servers, why) in PENDING.items():
-        if server in servers and matches(pattern, test_id):
-            return "pending zeod fix: " + why
-    for pattern, (servers, why) in EXCLUDED.items():
-        if server in servers and matches(pattern, test_id):
-            return why
+    ids = [test_id] + (["%s-%s" % (dialect, test_id)] if dialect else [])
+    for table, label in ((PENDING, "pending zeod fix: "), (EXCLUDED, "")):
+        for pattern, (servers, why) in table.items():
+            if server in servers and any(matches(pattern, i) for i in ids):
+                return label + why
     return None

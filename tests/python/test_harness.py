@@ -17,6 +17,7 @@ def test_every_zeo_test_is_run_or_listed_as_not_run():
 def test_exclusions_match_collected_tests():
     """Every exclusion pattern names at least one test (no stale entries)."""
     ids = [test_id for test_id, _ in suites.all_tests()]
+    ids += ["%s-%s" % (d, i) for d in ("pickle", "msgpack") for i in ids]
     import test_bad_input
     ids += ["test_bad_input.py::test_bad_input[%s-%s]" % (d, name)
             for name, dialects, _, _ in test_bad_input.CASES
