@@ -17,6 +17,7 @@
 //! | `ZEOD_PID_FILE` | `<zeo> pid-filename` |
 //! | `ZEOD_MAX_FRAME_SIZE`, `ZEOD_MAX_CONNECTIONS`, `ZEOD_LOG_FORMAT` | (zeod only) |
 //! | `ZEOD_METRICS` | `<zeo> metrics-address` (zeod only: Prometheus `HOST:PORT`) |
+//! | `ZEOD_LOG_FILE` | `<eventlog><logfile> path` |
 //! | `ZEOD_STORAGE_<NAME>_<KEY>` | key of storage `<NAME>`: `PATH`, `BLOB_DIR`, `READ_ONLY`, `CREATE`, `QUOTA`, `PACK_GC`, `PACK_KEEP_OLD` (so `<NAME>` cannot contain `_`) |
 //!
 //! `ZEO_MSGPACK` (non-empty) turns msgpack on when nothing else set it, as
@@ -79,6 +80,10 @@ pub struct ServeArgs {
     /// useful with port 0.
     #[arg(long, value_name = "PATH")]
     pub address_file: Option<PathBuf>,
+    /// Also log to this file, in runzeo's line format (zeo.conf's
+    /// `<eventlog><logfile>`); SIGUSR2 reopens it after rotation.
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
     /// Log format on stderr.
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -361,6 +366,7 @@ fn cli_layer(args: &ServeArgs) -> Layer {
         max_frame_size: args.max_frame_size,
         max_connections: args.max_connections,
         metrics: args.metrics.clone(),
+        eventlog: args.log_file.clone(),
         log_format: args.log_format.map(|f| match f {
             LogFormat::Text => "text".to_string(),
             LogFormat::Json => "json".to_string(),

@@ -70,4 +70,29 @@ mod tests {
         );
         assert!(messages.iter().any(|m| m == "stopped"), "{messages:?}");
     }
+
+    #[test]
+    fn log_file_is_reopened_on_sigusr2_after_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("zeo.log");
+        let mut zeod = Zeod::start_with(false, &["--log-file", log.to_str().unwrap()]);
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains(" INFO ZEO.StorageServer serving"), "{text}");
+        // logrotate's move, then its postrotate signal.
+        let rotated = dir.path().join("zeo.log.1");
+        std::fs::rename(&log, &rotated).unwrap();
+        let pid = nix::unistd::Pid::from_raw(zeod.pid() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR2).unwrap();
+        let deadline = std::time::Instant::now() + super::process::WAIT;
+        while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("reopened")) {
+            assert!(std::time::Instant::now() < deadline, "log not reopened");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        zeod.stop();
+        let after = std::fs::read_to_string(&log).unwrap();
+        assert!(after.contains("stopped"), "{after}");
+        assert!(!std::fs::read_to_string(&rotated)
+            .unwrap()
+            .contains("stopped"));
+    }
 }

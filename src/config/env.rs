@@ -48,6 +48,7 @@ pub(super) fn env_layer(
             "max_frame_size" => layer.max_frame_size = Some(number()?),
             "max_connections" => layer.max_connections = Some(number()?),
             "metrics" => layer.metrics = Some(value.clone()),
+            "log_file" => layer.eventlog = Some(value.clone().into()),
             "log_format" => {
                 parse_log_format(&value).ok_or_else(|| bad("text or json"))?;
                 layer.log_format = Some(value.trim().to_ascii_lowercase());

@@ -116,9 +116,17 @@ impl Supervisor {
                 .saturating_duration_since(Instant::now());
             match self.events.recv_timeout(timeout) {
                 Ok(Event::Signal(Signal::SIGCHLD)) => {}
-                Ok(Event::Signal(signal @ (Signal::SIGTERM | Signal::SIGINT))) => {
-                    tracing::info!(?signal, "stopping child");
-                    self.forward(signal);
+                Ok(Event::Signal(Signal::SIGTERM)) => {
+                    // A container stop: the child gets its own stop signal
+                    // (e.g. HAProxy's SIGUSR1 soft stop), as configured.
+                    let stop = self.settings.reload.stop_signal.0;
+                    tracing::info!(signal = ?stop, "stopping child");
+                    self.forward(stop);
+                    self.begin_stop(false, false);
+                }
+                Ok(Event::Signal(Signal::SIGINT)) => {
+                    tracing::info!(signal = ?Signal::SIGINT, "stopping child");
+                    self.forward(Signal::SIGINT);
                     self.begin_stop(false, false);
                 }
                 Ok(Event::Signal(signal)) => self.forward(signal),

@@ -36,7 +36,9 @@ pub fn decode_extension(data: &[u8]) -> Result<Value> {
 /// the modules `ZopeUndo.Prefix`, `zodbpickle`, `builtins`, `copy_reg` and
 /// `__builtin__`; of those we take only what the clients actually send
 /// (undo `Prefix` specifications and Python 2 `zodbpickle.binary` oids, the
-/// latter possibly through `copy_reg._reconstructor`).
+/// latter possibly through `copy_reg._reconstructor`), plus `dict`, which
+/// a transaction extension that is a dict subclass reduces to
+/// (`dict, (items,)`): it is built as a plain dict, never called.
 pub const ALLOWED_GLOBALS: &[(&str, &str)] = &[
     ("ZopeUndo.Prefix", "Prefix"),
     ("zodbpickle", "binary"),
@@ -47,6 +49,8 @@ pub const ALLOWED_GLOBALS: &[(&str, &str)] = &[
     ("builtins", "object"),
     ("builtins", "bytes"),
     ("builtins", "str"),
+    ("builtins", "dict"),
+    ("__builtin__", "dict"),
 ];
 
 pub(crate) fn is_allowed(module: &str, name: &str) -> bool {

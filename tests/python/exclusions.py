@@ -77,10 +77,7 @@ NOT_RUN = {
 # (FileStorageHexTests, FileStorageClientHexTests and DemoStorageTests are
 # not in ZEO's test_suite() either: Python-only wrapper storages.)
 
-PENDING = {
-    "pickle-testZEO.*Tests.testTransactionExtensionFromIterator": (
-        ZEOD, "zeod refuses GLOBAL builtins.dict in a tpc_begin extension"),
-}
+PENDING = {}
 if os.environ.get("ZEOD_PY_STRICT"):
     PENDING = {}
 

@@ -34,6 +34,25 @@ pub(super) fn call(
             [Value::Bytes(b)] => Value::Bytes(b.clone()),
             _ => return Err(unsupported()),
         },
+        // `dict(items)`: what a dict subclass (e.g. a transaction's
+        // extension mapping) reduces to. Only an iterable of pairs is taken.
+        ("builtins" | "__builtin__", "dict") => match arg_values.as_slice() {
+            [] => Value::Dict(Vec::new()),
+            [Value::Dict(items)] => Value::Dict(items.clone()),
+            [Value::Tuple(items) | Value::List(items)] => {
+                let mut pairs = Vec::with_capacity(items.len());
+                for item in items {
+                    match item {
+                        Value::Tuple(kv) | Value::List(kv) if kv.len() == 2 => {
+                            pairs.push((kv[0].clone(), kv[1].clone()));
+                        }
+                        _ => return Err(unsupported()),
+                    }
+                }
+                Value::Dict(pairs)
+            }
+            _ => return Err(unsupported()),
+        },
         // Protocol 0/1 spelling of str subclasses and new-style instances.
         ("copy_reg" | "copyreg", "_reconstructor") => match arg_values.as_slice() {
             [cls, base, Value::Bytes(b)]
