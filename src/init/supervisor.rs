@@ -117,8 +117,15 @@ impl Supervisor {
             match self.events.recv_timeout(timeout) {
                 Ok(Event::Signal(Signal::SIGCHLD)) => {}
                 Ok(Event::Signal(signal @ (Signal::SIGTERM | Signal::SIGINT))) => {
-                    tracing::info!(?signal, "stopping child");
-                    self.forward(signal);
+                    // `docker stop` and the kubelet send SIGTERM: the child
+                    // gets its own stop signal (haproxy -W stops softly on
+                    // SIGUSR1). A Ctrl-C stays a SIGINT.
+                    let sent = match signal {
+                        Signal::SIGTERM => self.settings.reload.stop_signal.0,
+                        other => other,
+                    };
+                    tracing::info!(received = ?signal, ?sent, "stopping child");
+                    self.forward(sent);
                     self.begin_stop(false, false);
                 }
                 Ok(Event::Signal(signal)) => self.forward(signal),
