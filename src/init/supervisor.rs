@@ -43,6 +43,8 @@ pub const EVENT_QUEUE: usize = 64;
 /// Longest sleep of the loop, so orphans are reaped even if a SIGCHLD were
 /// lost, and rotation is checked on time.
 const TICK: Duration = Duration::from_secs(1);
+/// Lower bound of the rotation check interval, so a zero cannot spin.
+const MIN_ROTATE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Re-reads the settings (config file and environment) for a re-render.
 pub type Reload = Box<dyn FnMut() -> Result<Settings, String>>;
@@ -93,7 +95,7 @@ impl Supervisor {
             .iter()
             .map(|rule| Rotator::new(rule.clone(), now))
             .collect();
-        let next_rotate_check = now + settings.rotate_interval.0;
+        let next_rotate_check = now + rotate_interval(&settings);
         Ok(Supervisor {
             command,
             settings,
@@ -166,7 +168,7 @@ impl Supervisor {
                 self.rerender();
             }
             if now >= self.next_rotate_check {
-                self.next_rotate_check = now + self.settings.rotate_interval.0;
+                self.next_rotate_check = now + rotate_interval(&self.settings);
                 self.rotate(now);
             }
         }
@@ -206,6 +208,10 @@ impl Supervisor {
     }
 
     fn rerender(&mut self) {
+        if self.stopping.as_ref().is_some_and(|s| !s.restart) {
+            // Shutting down: nothing left to reload.
+            return;
+        }
         let settings = match (self.reload)() {
             Ok(settings) => settings,
             Err(error) => {
@@ -253,6 +259,10 @@ impl Supervisor {
             self.forward(signal);
         }
     }
+}
+
+fn rotate_interval(settings: &Settings) -> Duration {
+    settings.rotate_interval.0.max(MIN_ROTATE_INTERVAL)
 }
 
 /// Starts COMMAND with our stdio, as `settings.user` if given, in its own
