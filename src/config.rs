@@ -117,6 +117,11 @@ pub struct Layer {
     /// `text` or `json` (kept as text so the layer stays plain data).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<String>,
+    /// `<eventlog><logfile> path`: a copy of the log in Python's format.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eventlog: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eventlog_level: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub storages: BTreeMap<String, StorageLayer>,
 }
@@ -220,6 +225,8 @@ pub struct ServerConfig {
     pub max_frame_size: usize,
     pub max_connections: usize,
     pub log_format: LogFormat,
+    /// zeo.conf `<eventlog>`: log file (Python's line format) and level.
+    pub eventlog: Option<(PathBuf, String)>,
     /// In name order.
     pub storages: Vec<StorageConfig>,
     /// `--test`: set up and exit.
@@ -243,6 +250,7 @@ impl Default for ServerConfig {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE as usize,
             max_connections: DEFAULT_MAX_CONNECTIONS as usize,
             log_format: LogFormat::Text,
+            eventlog: None,
             storages: Vec::new(),
             test: false,
             notes: Vec::new(),
@@ -548,6 +556,12 @@ fn resolve(
             .as_deref()
             .and_then(parse_log_format)
             .unwrap_or_default(),
+        eventlog: layer.eventlog.map(|path| {
+            (
+                path,
+                layer.eventlog_level.unwrap_or_else(|| "INFO".to_string()),
+            )
+        }),
         storages,
         test,
         notes,

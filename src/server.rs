@@ -13,6 +13,7 @@ mod blobs;
 mod commit;
 mod connection;
 mod dispatch;
+mod eventlog;
 mod exported;
 mod invalidations;
 mod iterators;
@@ -253,7 +254,7 @@ fn ruok_json(shared: &Shared) -> String {
 /// `zeod serve`.
 pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = ServerConfig::load(&args)?;
-    crate::telemetry::init(config.log_format);
+    init_logging(&config)?;
     for note in &config.notes {
         tracing::info!("{note}");
     }
@@ -262,6 +263,33 @@ pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting tokio")?;
     runtime.block_on(serve(config))
+}
+
+/// stderr logging as everywhere (`telemetry`), plus the `<eventlog>` file.
+fn init_logging(config: &ServerConfig) -> anyhow::Result<()> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+    let Some((path, level)) = &config.eventlog else {
+        crate::telemetry::init(config.log_format);
+        return Ok(());
+    };
+    let level = eventlog::parse_level(level).unwrap_or(tracing::Level::INFO);
+    let file = eventlog::EventLog::open(path, level)
+        .with_context(|| format!("opening log file {}", path.display()))?;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let stderr = match config.log_format {
+        crate::telemetry::LogFormat::Text => stderr.boxed(),
+        crate::telemetry::LogFormat::Json => stderr.json().boxed(),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(stderr.with_filter(filter))
+        .with(file)
+        .try_init();
+    Ok(())
 }
 
 async fn serve(config: ServerConfig) -> anyhow::Result<ExitCode> {

@@ -32,7 +32,9 @@ pub mod index_file;
 mod iter;
 mod lockfile;
 mod open;
+mod pack;
 mod read;
+pub mod refs;
 pub mod scan;
 mod undo;
 
@@ -55,6 +57,10 @@ pub struct OpenOptions {
     pub pack_keep_old: bool,
     /// FileStorageQuotaError above this size.
     pub quota: Option<u64>,
+    /// Resolve write conflicts on BTrees and `BTrees.Length` in `store`
+    /// (see [`crate::conflict`]); off for zeo.conf
+    /// `client-conflict-resolution true`, where clients resolve.
+    pub resolve_conflicts: bool,
 }
 
 impl Default for OpenOptions {
@@ -67,6 +73,7 @@ impl Default for OpenOptions {
             pack_gc: true,
             pack_keep_old: true,
             quota: None,
+            resolve_conflicts: true,
         }
     }
 }
@@ -220,7 +227,6 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// `published.end` and publishes new positions after the fsync.
 pub struct FileStorage {
     path: PathBuf,
-    file: File,
     read_only: bool,
     options: OpenOptions,
     published: RwLock<Published>,
@@ -232,11 +238,17 @@ pub struct FileStorage {
     busy: Arc<AtomicBool>,
     lock: Mutex<Option<LockFile>>,
     closed: AtomicBool,
+    /// A pack is running (one at a time).
+    packing: AtomicBool,
+    /// The pack holds `busy` for its final copy and rename; commits wait.
+    pack_holds_busy: AtomicBool,
     blobs: Option<BlobDir>,
 }
 
-/// What readers may see: only finished, durable transactions.
+/// What readers may see: only finished, durable transactions. The file
+/// handle lives here too because a pack replaces file and index together.
 struct Published {
+    file: Arc<File>,
     index: Index,
     /// End of the last finished transaction (`getSize`).
     end: u64,
@@ -380,7 +392,10 @@ impl FileStorage {
     }
 
     /// `serial` is the tid the client read (`Tid::ZERO` for a new object).
-    /// `Conflict` when the current tid differs.
+    /// When the current tid differs, the conflict is resolved if
+    /// `resolve_conflicts` is on and the class is one [`crate::conflict`]
+    /// knows (the merged record is stored, the oid goes to `tpc_vote`'s
+    /// answer); otherwise `Conflict`.
     pub fn store(&self, txn: &mut Transaction, oid: Oid, serial: Tid, data: &[u8]) -> Result<()> {
         commit::store(self, txn, oid, serial, data)
     }
@@ -460,21 +475,25 @@ impl FileStorage {
 
     /// Pack to `pack_time` (a tid), with GC unless `gc` is false.
     pub fn pack(&self, pack_time: Tid, gc: bool) -> Result<()> {
-        let _ = (pack_time, gc);
-        Err(Error::BadArgument("pack is not implemented yet".into()))
+        pack::pack(self, pack_time, gc)
     }
 
-    fn reader(&self) -> Reader<'_> {
-        Reader::new(&self.file, &self.path)
+    fn reader<'a>(&'a self, file: &'a File) -> Reader<'a> {
+        Reader::new(file, &self.path)
     }
 
-    /// Position of the current record of `oid`, or `PosKey`.
-    fn lookup(&self, oid: Oid) -> Result<u64> {
-        self.published
-            .read()
-            .index
-            .get(oid)
-            .ok_or(Error::PosKey(oid))
+    /// The published end and the file it belongs to, taken together.
+    fn snapshot(&self) -> (Arc<File>, u64) {
+        let p = self.published.read();
+        (Arc::clone(&p.file), p.end)
+    }
+
+    /// Position of the current record of `oid` and the file it is in, or
+    /// `PosKey`.
+    fn locate(&self, oid: Oid) -> Result<(u64, Arc<File>)> {
+        let p = self.published.read();
+        let pos = p.index.get(oid).ok_or(Error::PosKey(oid))?;
+        Ok((pos, Arc::clone(&p.file)))
     }
 
     /// Saves the index as of the last finished transaction. Taken under

@@ -363,4 +363,45 @@ mod tests {
         stopping.await.unwrap();
         assert_eq!(storage.load(oid).unwrap().0, record(1));
     }
+
+    #[tokio::test]
+    async fn storages_have_their_own_locks_and_invalidations() {
+        let mut config = config();
+        config.storages.push(storage_config("2", false));
+        let server = TestServer::start_with(config).await;
+        let mut a = server.client().await;
+        let mut b = server.connect().await;
+        b.call("register", vec![s("2"), Value::Bool(false)])
+            .await
+            .unwrap();
+        let mut watcher = server.connect().await;
+        watcher
+            .call("register", vec![s("2"), Value::Bool(true)])
+            .await
+            .unwrap();
+
+        let oid = a.new_oid().await;
+        a.begin(1).await;
+        a.store(1, oid, Tid::ZERO, &record(1)).await;
+        assert!(items(&a.call("vote", vec![Value::Int(1)]).await.unwrap()).is_empty());
+        // Storage 1's lock is held; storage 2 commits regardless.
+        let other = b.new_oid().await;
+        let t2 = b
+            .commit(2, &[(other, Tid::ZERO, &record(2))])
+            .await
+            .unwrap();
+        a.finish(1).await.unwrap();
+        let inval = watcher.callback().await;
+        assert_eq!(
+            inval.args,
+            Value::Tuple(vec![Value::tid(t2), Value::List(vec![Value::oid(other)])])
+        );
+        assert!(
+            watcher.quiet_for(Duration::from_millis(200)).await,
+            "storage 1's commit reached storage 2"
+        );
+        assert_eq!(server.storage("1").load(oid).unwrap().0, record(1));
+        assert_eq!(server.storage("2").load(other).unwrap().0, record(2));
+        server.stop().await;
+    }
 }

@@ -71,12 +71,7 @@ pub fn layer_from_tree(root: &Section, notes: &mut Notes) -> Result<Layer, Schem
                 }
                 layer.storages.insert(name, storage);
             }
-            "eventlog" => {
-                notes.0.push(format!(
-                    "line {}: <eventlog> ignored: zeod logs to stderr (set RUST_LOG for levels)",
-                    section.line
-                ));
-            }
+            "eventlog" => eventlog_section(section, &mut layer, notes)?,
             "runner" => {}
             "mappingstorage"
             | "demostorage"
@@ -156,6 +151,43 @@ fn zeo_section(section: &Section, layer: &mut Layer, notes: &mut Notes) -> Resul
             other.line,
             format!("unknown section <{}> in <zeo>", other.kind),
         ));
+    }
+    Ok(())
+}
+
+/// `<eventlog>`: its level and the first `<logfile>` path (stderr gets the
+/// log anyway); other handlers are ignored with a note.
+fn eventlog_section(
+    section: &Section,
+    layer: &mut Layer,
+    notes: &mut Notes,
+) -> Result<(), SchemaError> {
+    for key in &section.keys {
+        match key.name.as_str() {
+            "level" => layer.eventlog_level = Some(key.value.clone()),
+            "propagate" => {}
+            other => {
+                return Err(error(
+                    key.line,
+                    format!("unknown key {other:?} in <eventlog>"),
+                ))
+            }
+        }
+    }
+    for handler in &section.sections {
+        let path = handler.keys.iter().find(|k| k.name == "path");
+        match (handler.kind.as_str(), path) {
+            ("logfile", Some(path)) if !matches!(path.value.as_str(), "STDERR" | "STDOUT") => {
+                if layer.eventlog.is_none() {
+                    layer.eventlog = Some(path.value.clone().into());
+                }
+            }
+            ("logfile", _) => {}
+            (other, _) => notes.0.push(format!(
+                "line {}: <{other}> log handler ignored (zeod logs to stderr and <logfile> only)",
+                handler.line
+            )),
+        }
     }
     Ok(())
 }
@@ -316,7 +348,7 @@ mod tests {
     #[test]
     fn reads_the_runzeo_example() {
         let l = layer(
-            "<zeo>\n address 127.0.0.1:8100\n invalidation-queue-size 100\n transaction-timeout 300\n</zeo>\n<blobstorage 1>\n blob-dir /var/zeo/blobs\n <filestorage>\n  path /var/zeo/Data.fs\n </filestorage>\n</blobstorage>\n<filestorage ro>\n path ro.fs\n read-only true\n quota 2MB\n</filestorage>\n<eventlog>\n <logfile>\n path server.log\n </logfile>\n</eventlog>\n",
+            "<zeo>\n address 127.0.0.1:8100\n invalidation-queue-size 100\n transaction-timeout 300\n</zeo>\n<blobstorage 1>\n blob-dir /var/zeo/blobs\n <filestorage>\n  path /var/zeo/Data.fs\n </filestorage>\n</blobstorage>\n<filestorage ro>\n path ro.fs\n read-only true\n quota 2MB\n</filestorage>\n<eventlog>\n level INFO\n <logfile>\n path server.log\n </logfile>\n</eventlog>\n",
         )
         .unwrap();
         assert_eq!(l.address.as_deref(), Some("127.0.0.1:8100"));
@@ -326,6 +358,8 @@ mod tests {
         assert_eq!(one.blob_dir.as_deref(), Some(Path::new("/var/zeo/blobs")));
         assert_eq!(l.storages["ro"].read_only, Some(true));
         assert_eq!(l.storages["ro"].quota, Some(2 << 20));
+        assert_eq!(l.eventlog.as_deref(), Some(Path::new("server.log")));
+        assert_eq!(l.eventlog_level.as_deref(), Some("INFO"));
     }
 
     #[test]

@@ -162,7 +162,7 @@ impl Merge {
         if self.family.key != Slot::Object {
             return Ok(int_cmp(a, b));
         }
-        let (ord, raised) = compare(a, b);
+        let (ord, raised) = compare(a, b, self.pending);
         if raised || self.pending {
             return Err(Unresolved::Incomparable);
         }
@@ -177,7 +177,7 @@ impl Merge {
         let (x, y) = (a.value(), b.value());
         match self.family.value {
             Slot::Object => {
-                let (ord, raised) = compare(x, y);
+                let (ord, raised) = compare(x, y, self.pending);
                 self.pending |= raised;
                 ord == Ordering::Equal
             }

@@ -18,17 +18,23 @@ pub struct Raised;
 /// sorts first without asking Python; otherwise `<`, then `==`. The answer
 /// is -1/0/1; `raised` tells whether Python left an exception set (the
 /// answer is then -1 when `<` raised, 1 when `==` raised).
-pub fn compare(a: &Value, b: &Value) -> (Ordering, bool) {
+///
+/// `pending`: an earlier comparison left an exception set. C-level
+/// comparisons (ints, strings, tuples of them) still answer, but a call
+/// into Python code (`PersistentReference.__lt__`) then fails with
+/// SystemError, so comparing references answers -1.
+pub fn compare(a: &Value, b: &Value, pending: bool) -> (Ordering, bool) {
+    let cx = Cx { pending };
     match (a, b) {
         (Value::None, Value::None) => return (Ordering::Equal, false),
         (Value::None, _) => return (Ordering::Less, false),
         (_, Value::None) => return (Ordering::Greater, false),
         _ => {}
     }
-    match py_lt(a, b, 0) {
+    match cx.lt(a, b, 0) {
         Err(Raised) => (Ordering::Less, true),
         Ok(true) => (Ordering::Less, false),
-        Ok(false) => match py_eq(a, b, 0) {
+        Ok(false) => match cx.eq(a, b, 0) {
             Err(Raised) => (Ordering::Greater, true),
             Ok(true) => (Ordering::Equal, false),
             Ok(false) => (Ordering::Greater, false),
@@ -108,24 +114,34 @@ fn same_object(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// `PersistentReference.__cmp__`: equal iff same oid and database and
-/// neither is weak (or the very same object); otherwise it raises.
-fn refs_equal(a: &Value, b: &Value) -> Result<bool, Raised> {
-    match (a, b) {
-        (Value::Ref(x), Value::Ref(y)) => {
-            let equal = Rc::ptr_eq(x, y)
-                || (x.oid().is_some()
-                    && x.oid() == y.oid()
-                    && !x.is_weak()
-                    && !y.is_weak()
-                    && db_eq(x.database_name(), y.database_name()));
-            if equal {
-                Ok(true)
-            } else {
-                Err(Raised)
-            }
+#[derive(Clone, Copy)]
+struct Cx {
+    pending: bool,
+}
+
+impl Cx {
+    /// `PersistentReference.__cmp__`: equal iff same oid and database and
+    /// neither is weak (or the very same object); otherwise it raises.
+    fn refs_equal(self, a: &Value, b: &Value) -> Result<bool, Raised> {
+        if self.pending {
+            return Err(Raised);
         }
-        _ => Err(Raised),
+        match (a, b) {
+            (Value::Ref(x), Value::Ref(y)) => {
+                let equal = Rc::ptr_eq(x, y)
+                    || (x.oid().is_some()
+                        && x.oid() == y.oid()
+                        && !x.is_weak()
+                        && !y.is_weak()
+                        && db_eq(x.database_name(), y.database_name()));
+                if equal {
+                    Ok(true)
+                } else {
+                    Err(Raised)
+                }
+            }
+            _ => Err(Raised),
+        }
     }
 }
 
@@ -137,125 +153,132 @@ fn db_eq(a: Option<Value>, b: Option<Value>) -> bool {
     }
 }
 
-/// Python's `a == b` for the values data records hold.
-pub fn py_eq(a: &Value, b: &Value, depth: usize) -> Result<bool, Raised> {
-    if depth > MAX_DEPTH {
-        return Err(Raised);
+impl Cx {
+    /// Python's `a == b` for the values data records hold.
+    fn eq(self, a: &Value, b: &Value, depth: usize) -> Result<bool, Raised> {
+        if depth > MAX_DEPTH {
+            return Err(Raised);
+        }
+        if same_object(a, b) {
+            return Ok(true);
+        }
+        if matches!(a, Value::Ref(_)) || matches!(b, Value::Ref(_)) {
+            return self.refs_equal(a, b);
+        }
+        if matches!(a, Value::Object(_)) || matches!(b, Value::Object(_)) {
+            // A user-defined __eq__ we cannot run.
+            return Err(Raised);
+        }
+        if let (Some(x), Some(y)) = (num(a), num(b)) {
+            return Ok(num_cmp(x, y) == Some(Ordering::Equal));
+        }
+        Ok(match (a, b) {
+            (Value::None, Value::None) => true,
+            (Value::Str(x), Value::Str(y)) => x == y,
+            (Value::Bytes(x), Value::Bytes(y)) => x == y,
+            (Value::Global(x), Value::Global(y)) => x == y,
+            (Value::Tuple(x), Value::Tuple(y)) => self.seq_eq(x, y, depth)?,
+            (Value::List(x), Value::List(y)) => self.seq_eq(&x.borrow(), &y.borrow(), depth)?,
+            (Value::Dict(x), Value::Dict(y)) => self.dict_eq(&x.borrow(), &y.borrow(), depth)?,
+            _ => false,
+        })
     }
-    if same_object(a, b) {
-        return Ok(true);
-    }
-    if matches!(a, Value::Ref(_)) || matches!(b, Value::Ref(_)) {
-        return refs_equal(a, b);
-    }
-    if matches!(a, Value::Object(_)) || matches!(b, Value::Object(_)) {
-        // A user-defined __eq__ we cannot run.
-        return Err(Raised);
-    }
-    if let (Some(x), Some(y)) = (num(a), num(b)) {
-        return Ok(num_cmp(x, y) == Some(Ordering::Equal));
-    }
-    Ok(match (a, b) {
-        (Value::None, Value::None) => true,
-        (Value::Str(x), Value::Str(y)) => x == y,
-        (Value::Bytes(x), Value::Bytes(y)) => x == y,
-        (Value::Global(x), Value::Global(y)) => x == y,
-        (Value::Tuple(x), Value::Tuple(y)) => seq_eq(x, y, depth)?,
-        (Value::List(x), Value::List(y)) => seq_eq(&x.borrow(), &y.borrow(), depth)?,
-        (Value::Dict(x), Value::Dict(y)) => dict_eq(&x.borrow(), &y.borrow(), depth)?,
-        _ => false,
-    })
-}
 
-fn seq_eq(x: &[Value], y: &[Value], depth: usize) -> Result<bool, Raised> {
-    if x.len() != y.len() {
-        return Ok(false);
-    }
-    for (a, b) in x.iter().zip(y) {
-        if !py_eq(a, b, depth + 1)? {
+    fn seq_eq(self, x: &[Value], y: &[Value], depth: usize) -> Result<bool, Raised> {
+        if x.len() != y.len() {
             return Ok(false);
         }
+        for (a, b) in x.iter().zip(y) {
+            if !self.eq(a, b, depth + 1)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
-    Ok(true)
-}
 
-/// Dict equality for dicts keyed by plain data (where Python's hash lookup
-/// and a linear scan with `==` agree); anything fancier is not decided.
-fn dict_eq(x: &[(Value, Value)], y: &[(Value, Value)], depth: usize) -> Result<bool, Raised> {
-    let plain = |k: &Value| {
-        matches!(
-            k,
-            Value::None | Value::Bool(_) | Value::Int(_) | Value::Str(_) | Value::Bytes(_)
-        )
-    };
-    if !x.iter().chain(y).all(|(k, _)| plain(k)) {
-        return Err(Raised);
-    }
-    // The last assignment of a key wins, as when Python built the dict.
-    let last = |d: &[(Value, Value)]| -> Result<Vec<(Value, Value)>, Raised> {
-        let mut out: Vec<(Value, Value)> = Vec::new();
-        for (k, v) in d {
-            let mut found = false;
-            for slot in out.iter_mut() {
-                if py_eq(&slot.0, k, depth + 1)? {
-                    slot.1 = v.clone();
-                    found = true;
+    /// Dict equality for dicts keyed by plain data (where Python's hash lookup
+    /// and a linear scan with `==` agree); anything fancier is not decided.
+    fn dict_eq(
+        self,
+        x: &[(Value, Value)],
+        y: &[(Value, Value)],
+        depth: usize,
+    ) -> Result<bool, Raised> {
+        let plain = |k: &Value| {
+            matches!(
+                k,
+                Value::None | Value::Bool(_) | Value::Int(_) | Value::Str(_) | Value::Bytes(_)
+            )
+        };
+        if !x.iter().chain(y).all(|(k, _)| plain(k)) {
+            return Err(Raised);
+        }
+        // The last assignment of a key wins, as when Python built the dict.
+        let last = |d: &[(Value, Value)]| -> Result<Vec<(Value, Value)>, Raised> {
+            let mut out: Vec<(Value, Value)> = Vec::new();
+            for (k, v) in d {
+                let mut found = false;
+                for slot in out.iter_mut() {
+                    if self.eq(&slot.0, k, depth + 1)? {
+                        slot.1 = v.clone();
+                        found = true;
+                        break;
+                    }
+                }
+                if !found {
+                    out.push((k.clone(), v.clone()));
+                }
+            }
+            Ok(out)
+        };
+        let (x, y) = (last(x)?, last(y)?);
+        if x.len() != y.len() {
+            return Ok(false);
+        }
+        for (k, v) in &x {
+            let mut matched = None;
+            for (k2, v2) in &y {
+                if self.eq(k, k2, depth + 1)? {
+                    matched = Some(v2);
                     break;
                 }
             }
-            if !found {
-                out.push((k.clone(), v.clone()));
+            match matched {
+                Some(v2) if self.eq(v, v2, depth + 1)? => {}
+                _ => return Ok(false),
             }
         }
-        Ok(out)
-    };
-    let (x, y) = (last(x)?, last(y)?);
-    if x.len() != y.len() {
-        return Ok(false);
+        Ok(true)
     }
-    for (k, v) in &x {
-        let mut matched = None;
-        for (k2, v2) in &y {
-            if py_eq(k, k2, depth + 1)? {
-                matched = Some(v2);
-                break;
+
+    /// Python's `a < b`; `Err` where Python raises TypeError/ValueError.
+    fn lt(self, a: &Value, b: &Value, depth: usize) -> Result<bool, Raised> {
+        if depth > MAX_DEPTH {
+            return Err(Raised);
+        }
+        if matches!(a, Value::Ref(_)) || matches!(b, Value::Ref(_)) {
+            // `__lt__` is `__cmp__(other) < 0`: False for equal refs, else raise.
+            return self.refs_equal(a, b).map(|_| false);
+        }
+        if let (Some(x), Some(y)) = (num(a), num(b)) {
+            return Ok(num_cmp(x, y) == Some(Ordering::Less));
+        }
+        match (a, b) {
+            (Value::Str(x), Value::Str(y)) => Ok(x < y),
+            (Value::Bytes(x), Value::Bytes(y)) => Ok(x < y),
+            (Value::Tuple(x), Value::Tuple(y)) => self.seq_lt(x, y, depth),
+            (Value::List(x), Value::List(y)) => self.seq_lt(&x.borrow(), &y.borrow(), depth),
+            _ => Err(Raised),
+        }
+    }
+
+    /// Sequence order: the first unequal pair decides, else the length.
+    fn seq_lt(self, x: &[Value], y: &[Value], depth: usize) -> Result<bool, Raised> {
+        for (a, b) in x.iter().zip(y) {
+            if !(same_object(a, b) || self.eq(a, b, depth + 1)?) {
+                return self.lt(a, b, depth + 1);
             }
         }
-        match matched {
-            Some(v2) if py_eq(v, v2, depth + 1)? => {}
-            _ => return Ok(false),
-        }
+        Ok(x.len() < y.len())
     }
-    Ok(true)
-}
-
-/// Python's `a < b`; `Err` where Python raises TypeError/ValueError.
-pub fn py_lt(a: &Value, b: &Value, depth: usize) -> Result<bool, Raised> {
-    if depth > MAX_DEPTH {
-        return Err(Raised);
-    }
-    if matches!(a, Value::Ref(_)) || matches!(b, Value::Ref(_)) {
-        // `__lt__` is `__cmp__(other) < 0`: False for equal refs, else raise.
-        return refs_equal(a, b).map(|_| false);
-    }
-    if let (Some(x), Some(y)) = (num(a), num(b)) {
-        return Ok(num_cmp(x, y) == Some(Ordering::Less));
-    }
-    match (a, b) {
-        (Value::Str(x), Value::Str(y)) => Ok(x < y),
-        (Value::Bytes(x), Value::Bytes(y)) => Ok(x < y),
-        (Value::Tuple(x), Value::Tuple(y)) => seq_lt(x, y, depth),
-        (Value::List(x), Value::List(y)) => seq_lt(&x.borrow(), &y.borrow(), depth),
-        _ => Err(Raised),
-    }
-}
-
-/// Sequence order: the first unequal pair decides, else the length.
-fn seq_lt(x: &[Value], y: &[Value], depth: usize) -> Result<bool, Raised> {
-    for (a, b) in x.iter().zip(y) {
-        if !(same_object(a, b) || py_eq(a, b, depth + 1)?) {
-            return py_lt(a, b, depth + 1);
-        }
-    }
-    Ok(x.len() < y.len())
 }

@@ -48,9 +48,16 @@ pub struct Reader {
     /// pickle this reader loads, like ZODB's `PersistentReferenceFactory`
     /// during conflict resolution (re-pickling then shares them).
     intern: bool,
+    small: HashMap<Small, Value>,
     refs: HashMap<String, Rc<PersistentRef>>,
     /// Every persistent id met, in order (what `referencesf` collects).
     pub pids: Vec<Rc<PersistentRef>>,
+}
+
+#[derive(Hash, PartialEq, Eq)]
+enum Small {
+    Str(Option<char>),
+    Bytes(Option<u8>),
 }
 
 struct Machine<'a> {
@@ -184,38 +191,38 @@ impl Reader {
             op::STRING => {
                 let line = m.line()?;
                 let raw = unquote_py2(line, at)?;
-                m.stack.push(py2_str(&raw, at)?);
+                let s = py2_str(&raw, at)?;
+                m.stack.push(self.text(s));
             }
             op::BINSTRING => {
                 let n = m.len4()?;
-                let b = m.take(n)?;
-                m.stack.push(py2_str(b, at)?);
+                let s = py2_str(m.take(n)?, at)?;
+                m.stack.push(self.text(s));
             }
             op::SHORT_BINSTRING => {
                 let n = usize::from(m.byte()?);
-                let b = m.take(n)?;
-                m.stack.push(py2_str(b, at)?);
+                let s = py2_str(m.take(n)?, at)?;
+                m.stack.push(self.text(s));
             }
             op::BINBYTES => {
                 let n = m.len4()?;
                 let b = m.take(n)?;
-                m.stack.push(Value::Bytes(b.into()));
+                m.stack.push(self.bytes(b));
             }
             op::SHORT_BINBYTES => {
                 let n = usize::from(m.byte()?);
                 let b = m.take(n)?;
-                m.stack.push(Value::Bytes(b.into()));
+                m.stack.push(self.bytes(b));
             }
             op::BINUNICODE => {
                 let n = m.len4()?;
                 let b = m.take(n)?;
                 let s = std::str::from_utf8(b).map_err(|_| RecordError::BadUtf8(at))?;
-                m.stack.push(Value::Str(s.into()));
+                m.stack.push(self.text(s));
             }
             op::UNICODE => {
-                let line = m.line()?;
-                m.stack
-                    .push(Value::Str(raw_unicode_escape(line, at)?.into()));
+                let s = raw_unicode_escape(m.line()?, at)?;
+                m.stack.push(self.text(&s));
             }
             op::EMPTY_TUPLE => m.stack.push(Value::tuple(Vec::new())),
             op::TUPLE => {
@@ -350,6 +357,34 @@ impl Reader {
             }
         }
         Ok(())
+    }
+
+    /// CPython hands out one shared object for `''`, `b''`, every 1-byte
+    /// bytes and every 1-character str below U+0100; re-pickling memoizes
+    /// them once, so they are shared here too.
+    fn text(&mut self, s: &str) -> Value {
+        let mut chars = s.chars();
+        let key = match (chars.next(), chars.next()) {
+            (None, _) => Small::Str(None),
+            (Some(c), None) if u32::from(c) < 0x100 => Small::Str(Some(c)),
+            _ => return Value::Str(s.into()),
+        };
+        self.small
+            .entry(key)
+            .or_insert_with(|| Value::Str(s.into()))
+            .clone()
+    }
+
+    fn bytes(&mut self, b: &[u8]) -> Value {
+        let key = match b {
+            [] => Small::Bytes(None),
+            [x] => Small::Bytes(Some(*x)),
+            _ => return Value::Bytes(b.into()),
+        };
+        self.small
+            .entry(key)
+            .or_insert_with(|| Value::Bytes(b.into()))
+            .clone()
     }
 
     fn put(&mut self, m: &Machine<'_>, idx: u32, at: usize) -> Result<()> {
@@ -579,12 +614,11 @@ fn text_line(line: &[u8], at: usize) -> Result<String> {
 }
 
 /// py3 ZODB reads py2 `str` with `encoding='ASCII', errors='strict'`.
-fn py2_str(b: &[u8], at: usize) -> Result<Value> {
+fn py2_str(b: &[u8], at: usize) -> Result<&str> {
     if !b.is_ascii() {
         return Err(RecordError::NonAsciiString(at));
     }
-    let s = std::str::from_utf8(b).map_err(|_| RecordError::NonAsciiString(at))?;
-    Ok(Value::Str(s.into()))
+    std::str::from_utf8(b).map_err(|_| RecordError::NonAsciiString(at))
 }
 
 /// The argument of protocol-0 `STRING`: a Python 2 `repr` of a str.

@@ -162,12 +162,14 @@ impl Connection {
                     return;
                 }
                 _ = sleep_until(lock_deadline) => {
-                    tracing::warn!(
+                    tracing::error!(
+                        critical = true,
                         conn = self.id,
                         peer = %self.address,
+                        label = self.label.as_deref().unwrap_or(""),
                         storage = %self.storage_name(),
-                        "transaction timeout: commit lock held longer than {:?}; closing the connection",
-                        self.shared.config.transaction_timeout.unwrap_or_default()
+                        "Transaction timeout after {} seconds: commit lock held too long; closing the connection",
+                        self.shared.config.transaction_timeout.unwrap_or_default().as_secs_f64()
                     );
                     return;
                 }
@@ -250,7 +252,7 @@ impl Connection {
             (Ok(Some(value)), false) => self.reply(&message.msgid, Ok(value)).await,
             (Err(CallError::Close(reason)), _) => Err(reason),
             (Err(CallError::Raise { class, state }), true) => Err(format!(
-                "{class}{} in one-way call {}",
+                "{class}: {} in one-way call {}",
                 short(&state),
                 message.method
             )),
@@ -267,6 +269,18 @@ impl Connection {
         let (flags, args) = match result {
             Ok(value) => (0, value),
             Err(CallError::Raise { class, state }) => {
+                // Like Python, every failed call is logged except the
+                // everyday ones (missing objects, conflicts).
+                if matches!(
+                    class,
+                    "ZODB.POSException.POSKeyError"
+                        | "ZODB.POSException.ConflictError"
+                        | "ZODB.POSException.ReadConflictError"
+                ) {
+                    tracing::debug!(conn = self.id, peer = %self.address, class, state = %short(&state), "error reply");
+                } else {
+                    tracing::warn!(conn = self.id, peer = %self.address, class, state = %short(&state), "error reply");
+                }
                 (2, Value::Tuple(vec![Value::Str(class.to_string()), state]))
             }
             Err(CallError::Close(reason)) => return Err(reason),

@@ -218,15 +218,29 @@ impl<'a> Args<'a> {
         ))
     }
 
+    /// Eight bytes, also from text the way Python would have passed it
+    /// through (tests send `'\0' * 8` as a serial).
+    fn eight(&self, i: usize) -> Option<[u8; 8]> {
+        match self.get(i) {
+            Value::Bytes(b) => <[u8; 8]>::try_from(b.as_slice()).ok(),
+            Value::Str(s) => {
+                let bytes: Option<Vec<u8>> =
+                    s.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect();
+                <[u8; 8]>::try_from(bytes?.as_slice()).ok()
+            }
+            _ => None,
+        }
+    }
+
     pub fn oid(&self, i: usize) -> Result<Oid, CallError> {
-        self.get(i)
-            .as_oid()
+        self.eight(i)
+            .map(Oid)
             .ok_or_else(|| self.bad(i, "an 8-byte oid"))
     }
 
     pub fn tid(&self, i: usize) -> Result<Tid, CallError> {
-        self.get(i)
-            .as_tid()
+        self.eight(i)
+            .map(Tid)
             .ok_or_else(|| self.bad(i, "an 8-byte tid"))
     }
 

@@ -5,10 +5,12 @@
 //! `tpc_abort` (truncate). One transaction at a time, enforced by `busy`.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tracing::{debug, error, warn};
 
@@ -34,6 +36,9 @@ pub struct Transaction {
     pub tid: Tid,
     /// Identifies the storage that began it (its address).
     owner: usize,
+    /// The data file as of `tpc_begin`; a pack cannot replace it while a
+    /// transaction is in progress.
+    file: Arc<File>,
     meta: TxnMeta,
     status: u8,
     /// Where the header will be written: the end of the file at begin.
@@ -51,6 +56,8 @@ pub struct Transaction {
     /// Blob files installed (removed again on abort).
     installed_blobs: Vec<PathBuf>,
     voted: bool,
+    /// Oids whose write conflicts the storage resolved (`tpc_vote`'s answer).
+    resolved: Vec<Oid>,
     _busy: BusyGuard,
 }
 
@@ -58,6 +65,10 @@ impl Transaction {
     /// Absolute position the next record will have.
     pub(super) fn here(&self) -> u64 {
         self.tpos + self.thl + self.buf.len() as u64
+    }
+
+    pub(super) fn data_file(&self) -> Arc<File> {
+        Arc::clone(&self.file)
     }
 
     pub(super) fn tpos(&self) -> u64 {
@@ -162,6 +173,28 @@ fn io(context: String) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Io { context, source }
 }
 
+/// How long a commit waits for a pack to install the packed file.
+const PACK_SWAP_WAIT: Duration = Duration::from_secs(60);
+
+/// Takes the commit slot. Another transaction holding it is the caller's
+/// bug (the server serializes commits); a pack holding it for its final
+/// copy and rename is waited for.
+fn take_busy(s: &FileStorage) -> bool {
+    let deadline = Instant::now() + PACK_SWAP_WAIT;
+    loop {
+        if s.busy
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            return true;
+        }
+        if !s.pack_holds_busy.load(Ordering::SeqCst) || Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 pub(super) fn tpc_begin(s: &FileStorage, options: BeginOptions) -> Result<Transaction> {
     if s.read_only {
         return Err(Error::ReadOnly);
@@ -188,16 +221,13 @@ pub(super) fn tpc_begin(s: &FileStorage, options: BeginOptions) -> Result<Transa
             char::from(status)
         )));
     }
-    if s.busy
-        .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
-        .is_err()
-    {
+    if !take_busy(s) {
         return Err(Error::TransactionInProgress);
     }
     let busy = BusyGuard(Arc::clone(&s.busy));
-    let (end, last) = {
+    let (file, end, last) = {
         let p = s.published.read();
-        (p.end, p.last_tid)
+        (Arc::clone(&p.file), p.end, p.last_tid)
     };
     let mut last_begun = s.last_begun.lock();
     let tid = match options.tid {
@@ -214,21 +244,20 @@ pub(super) fn tpc_begin(s: &FileStorage, options: BeginOptions) -> Result<Transa
     drop(last_begun);
     // A voted transaction whose owner vanished without abort left bytes
     // past the end; nothing reads them, and the next vote must not mix.
-    let file_len = s
-        .file
+    let file_len = file
         .metadata()
         .map_err(io(format!("stat {}", s.path.display())))?
         .len();
     if file_len > end {
         warn!(path = %s.path.display(), end, file_len, "dropping unfinished transaction data past the end");
-        s.file
-            .set_len(end)
+        file.set_len(end)
             .map_err(io(format!("truncating {}", s.path.display())))?;
     }
     let thl = 23 + (meta.user.len() + meta.description.len() + meta.extension.len()) as u64;
     Ok(Transaction {
         tid,
         owner: s as *const FileStorage as usize,
+        file,
         meta,
         status,
         tpos: end,
@@ -239,6 +268,7 @@ pub(super) fn tpc_begin(s: &FileStorage, options: BeginOptions) -> Result<Transa
         pending_blobs: Vec::new(),
         installed_blobs: Vec::new(),
         voted: false,
+        resolved: Vec::new(),
         _busy: busy,
     })
 }
@@ -252,10 +282,10 @@ fn bump_max_oid(s: &FileStorage, oid: Oid) {
 
 /// The committed (published) tid of `oid` and its record position.
 fn committed(s: &FileStorage, oid: Oid) -> Result<Option<(u64, Tid)>> {
-    let Some(pos) = s.published.read().index.get(oid) else {
+    let Ok((pos, file)) = s.locate(oid) else {
         return Ok(None);
     };
-    let h = s.reader().data_header_of(pos, oid)?;
+    let h = s.reader(&file).data_header_of(pos, oid)?;
     Ok(Some((pos, h.tid)))
 }
 
@@ -274,15 +304,13 @@ pub(super) fn store(
     }
     bump_max_oid(s, oid);
     let old = committed(s, oid)?;
+    let mut resolved = None;
     if let Some((_, committed)) = old {
         if committed != serial {
-            return Err(Error::Conflict {
-                oid,
-                committed,
-                serial,
-            });
+            resolved = Some(resolve_conflict(s, oid, committed, serial, data)?);
         }
     }
+    let data = resolved.as_deref().unwrap_or(data);
     let prev = old.map_or(0, |(pos, _)| pos);
     let h = DataHeader {
         oid,
@@ -293,7 +321,34 @@ pub(super) fn store(
         plen: data.len() as u64,
     };
     txn.append(s, h, Some(data), 0)?;
+    if resolved.is_some() {
+        txn.resolved.push(oid);
+    }
     Ok(())
+}
+
+/// FileStorage's `tryToResolveConflict` for a store based on `serial`
+/// while `committed` is current: the merged record, or the conflict.
+fn resolve_conflict(
+    s: &FileStorage,
+    oid: Oid,
+    committed: Tid,
+    serial: Tid,
+    data: &[u8],
+) -> Result<Vec<u8>> {
+    let conflict = Error::Conflict {
+        oid,
+        committed,
+        serial,
+    };
+    if !s.options.resolve_conflicts {
+        return Err(conflict);
+    }
+    // A revision packed away or a deleted object cannot be merged.
+    let (Ok(old), Ok(current)) = (s.load_serial(oid, serial), s.load_serial(oid, committed)) else {
+        return Err(conflict);
+    };
+    crate::conflict::try_resolve(oid, &old, &current, data).map_err(|_| conflict)
 }
 
 pub(super) fn store_blob(
@@ -381,7 +436,7 @@ pub(super) fn restore(
     // prev_txn is a hint: the copy's source may have been packed.
     let back = match prev_txn {
         Some(prev_txn) => match super::read::txn_find(s, prev_txn)? {
-            Some(tpos) => data_find(s, tpos, oid, data)?,
+            Some(tpos) => data_find(s, txn, tpos, oid, data)?,
             None => 0,
         },
         None => 0,
@@ -404,8 +459,14 @@ pub(super) fn restore(
 /// Python's `_data_find`: the position to point back to for `oid` in the
 /// transaction at `tpos`: its (last) record there when that is a back
 /// pointer or holds exactly `data`; 0 when there is nothing to share.
-fn data_find(s: &FileStorage, tpos: u64, oid: Oid, data: Option<&[u8]>) -> Result<u64> {
-    let r = s.reader();
+fn data_find(
+    s: &FileStorage,
+    txn: &Transaction,
+    tpos: u64,
+    oid: Oid,
+    data: Option<&[u8]>,
+) -> Result<u64> {
+    let r = s.reader(&txn.file);
     let th = r.txn_header(tpos)?;
     let tend = tpos + th.tlen;
     let mut pos = tpos + th.header_len();
@@ -442,13 +503,13 @@ pub(super) fn tpc_vote(s: &FileStorage, txn: &mut Transaction) -> Result<Vec<Oid
     let tlen = txn.thl + txn.buf.len() as u64;
     let header = encode_txn_header(txn.tid, tlen, super::format::STATUS_CHECKPOINT, &txn.meta);
     let write = || -> std::io::Result<()> {
-        s.file.write_all_at(&header, txn.tpos)?;
-        s.file.write_all_at(&txn.buf, txn.tpos + txn.thl)?;
-        s.file.write_all_at(&tlen.to_be_bytes(), txn.tpos + tlen)
+        txn.file.write_all_at(&header, txn.tpos)?;
+        txn.file.write_all_at(&txn.buf, txn.tpos + txn.thl)?;
+        txn.file.write_all_at(&tlen.to_be_bytes(), txn.tpos + tlen)
     };
     if let Err(source) = write() {
         // A full disk must not leave a turd at the end.
-        let _ = s.file.set_len(txn.tpos);
+        let _ = txn.file.set_len(txn.tpos);
         return Err(Error::Io {
             context: format!("writing transaction to {}", s.path.display()),
             source,
@@ -459,7 +520,7 @@ pub(super) fn tpc_vote(s: &FileStorage, txn: &mut Transaction) -> Result<Vec<Oid
             match blobs.install(&from, oid, txn.tid) {
                 Ok(path) => txn.installed_blobs.push(path),
                 Err(e) => {
-                    let _ = s.file.set_len(txn.tpos);
+                    let _ = txn.file.set_len(txn.tpos);
                     remove_blobs(&mut txn.installed_blobs);
                     return Err(e);
                 }
@@ -467,7 +528,7 @@ pub(super) fn tpc_vote(s: &FileStorage, txn: &mut Transaction) -> Result<Vec<Oid
         }
     }
     txn.voted = true;
-    Ok(Vec::new())
+    Ok(txn.resolved.clone())
 }
 
 fn remove_blobs(paths: &mut Vec<PathBuf>) {
@@ -483,15 +544,15 @@ pub(super) fn tpc_finish(s: &FileStorage, mut txn: Transaction) -> Result<(Tid, 
         tpc_vote(s, &mut txn)?;
     }
     let sync = || -> std::io::Result<()> {
-        s.file.write_all_at(&[txn.status], txn.tpos + 16)?;
+        txn.file.write_all_at(&[txn.status], txn.tpos + 16)?;
         if s.options.fsync {
-            s.file.sync_data()?;
+            txn.file.sync_data()?;
         }
         Ok(())
     };
     if let Err(source) = sync() {
         error!(path = %s.path.display(), %source, "could not make a transaction durable; rolling it back");
-        let _ = s.file.set_len(txn.tpos);
+        let _ = txn.file.set_len(txn.tpos);
         remove_blobs(&mut txn.installed_blobs);
         return Err(Error::Io {
             context: format!("finishing transaction in {}", s.path.display()),
@@ -513,7 +574,7 @@ pub(super) fn tpc_finish(s: &FileStorage, mut txn: Transaction) -> Result<(Tid, 
 
 pub(super) fn tpc_abort(s: &FileStorage, mut txn: Transaction) {
     if txn.voted {
-        if let Err(e) = s.file.set_len(txn.tpos) {
+        if let Err(e) = txn.file.set_len(txn.tpos) {
             // Harmless for readers (they never look past the published
             // end); the next tpc_begin truncates again.
             error!(path = %s.path.display(), %e, "could not truncate an aborted transaction");

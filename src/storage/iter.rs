@@ -2,6 +2,7 @@
 //! transactions in file order, each read with one `pread`, back pointers
 //! resolved. Lazy and independent of other readers and of commits.
 
+use std::fs::File;
 use std::sync::Arc;
 
 use super::format::{
@@ -10,8 +11,12 @@ use super::format::{
 use super::{DataRecord, FileStorage, Result, TransactionRecord, TxnMeta};
 use crate::ids::{Oid, Tid};
 
+/// Iterates a snapshot: the file and its published end when created, so
+/// a pack that replaces the file meanwhile does not disturb it.
 pub struct TransactionIterator {
     storage: Arc<FileStorage>,
+    file: Arc<File>,
+    end: u64,
     pos: u64,
     start: Option<Tid>,
     stop: Option<Tid>,
@@ -25,8 +30,11 @@ impl TransactionIterator {
         start: Option<Tid>,
         stop: Option<Tid>,
     ) -> TransactionIterator {
+        let (file, end) = storage.snapshot();
         TransactionIterator {
             storage,
+            file,
+            end,
             pos: 4,
             start,
             stop,
@@ -42,18 +50,26 @@ impl TransactionIterator {
         let Some(start) = self.start else {
             return Ok(());
         };
-        let s = &self.storage;
-        let end = s.size();
-        if end <= 4 || start > s.last_transaction() {
+        let end = self.end;
+        let r = self.storage.reader(&self.file);
+        if end <= 4 {
+            return Ok(());
+        }
+        let last_len = r.u64_at(end - 8)?;
+        let last_pos = end
+            .checked_sub(last_len)
+            .and_then(|p| p.checked_sub(8))
+            .filter(|p| *p >= 4)
+            .ok_or_else(|| r.corrupt(end - 8, "trailer points before the file start"))?;
+        let last = r.txn_header(last_pos)?.tid;
+        if start > last {
             self.pos = end;
             return Ok(());
         }
-        let r = s.reader();
         let first = r.txn_header(4)?.tid;
         if start <= first {
             return Ok(());
         }
-        let last = s.last_transaction();
         let fraction =
             (start.to_unix() - first.to_unix()) / (last.to_unix() - first.to_unix()).max(1e-9);
         if fraction < 0.5 {
@@ -83,10 +99,9 @@ impl TransactionIterator {
             self.positioned = true;
             self.position()?;
         }
-        let s = Arc::clone(&self.storage);
-        let r = s.reader();
+        let r = self.storage.reader(&self.file);
+        let end = self.end;
         loop {
-            let end = s.size();
             let pos = self.pos;
             if pos >= end {
                 return Ok(None);

@@ -132,9 +132,9 @@ pub(super) fn open(path: &Path, options: OpenOptions) -> Result<FileStorage> {
     };
     let storage = FileStorage {
         path: path.to_path_buf(),
-        file,
         read_only,
         published: RwLock::new(Published {
+            file: Arc::new(file),
             index,
             end: scanned.end,
             last_tid: scanned.last_tid,
@@ -144,6 +144,8 @@ pub(super) fn open(path: &Path, options: OpenOptions) -> Result<FileStorage> {
         busy: Arc::new(AtomicBool::new(false)),
         lock: Mutex::new(lock),
         closed: AtomicBool::new(false),
+        packing: AtomicBool::new(false),
+        pack_holds_busy: AtomicBool::new(false),
         blobs,
         options,
     };

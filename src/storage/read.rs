@@ -24,15 +24,15 @@ fn data_of(r: Reader<'_>, oid: Oid, pos: u64, plen: u64) -> Result<Vec<u8>> {
 }
 
 pub(super) fn load(s: &FileStorage, oid: Oid) -> Result<(Vec<u8>, Tid)> {
-    let pos = s.lookup(oid)?;
-    let r = s.reader();
+    let (pos, file) = s.locate(oid)?;
+    let r = s.reader(&file);
     let h = r.data_header_of(pos, oid)?;
     Ok((data_of(r, oid, pos, h.plen)?, h.tid))
 }
 
 pub(super) fn load_before(s: &FileStorage, oid: Oid, before: Tid) -> Result<Option<LoadBefore>> {
-    let mut pos = s.lookup(oid)?;
-    let r = s.reader();
+    let (mut pos, file) = s.locate(oid)?;
+    let r = s.reader(&file);
     let mut end = None;
     loop {
         let h = r.data_header_of(pos, oid)?;
@@ -56,8 +56,8 @@ pub(super) fn load_before(s: &FileStorage, oid: Oid, before: Tid) -> Result<Opti
 }
 
 pub(super) fn load_serial(s: &FileStorage, oid: Oid, serial: Tid) -> Result<Vec<u8>> {
-    let mut pos = s.lookup(oid)?;
-    let r = s.reader();
+    let (mut pos, file) = s.locate(oid)?;
+    let r = s.reader(&file);
     loop {
         let h = r.data_header_of(pos, oid)?;
         if h.tid == serial {
@@ -74,8 +74,8 @@ pub(super) fn load_serial(s: &FileStorage, oid: Oid, serial: Tid) -> Result<Vec<
 }
 
 pub(super) fn get_tid(s: &FileStorage, oid: Oid) -> Result<Tid> {
-    let pos = s.lookup(oid)?;
-    let r = s.reader();
+    let (pos, file) = s.locate(oid)?;
+    let r = s.reader(&file);
     let h = r.data_header_of(pos, oid)?;
     if h.plen == 0 && r.back_of(pos)? == 0 {
         return Err(Error::PosKey(oid));
@@ -84,8 +84,8 @@ pub(super) fn get_tid(s: &FileStorage, oid: Oid) -> Result<Tid> {
 }
 
 pub(super) fn history(s: &FileStorage, oid: Oid, size: usize) -> Result<Vec<HistoryEntry>> {
-    let mut pos = s.lookup(oid)?;
-    let r = s.reader();
+    let (mut pos, file) = s.locate(oid)?;
+    let r = s.reader(&file);
     let mut out = Vec::new();
     while out.len() < size {
         let h = r.data_header_of(pos, oid)?;
@@ -125,8 +125,8 @@ fn walk_back(
     s: &FileStorage,
     mut f: impl FnMut(Reader<'_>, u64, &super::format::TxnHeader) -> Result<bool>,
 ) -> Result<()> {
-    let r = s.reader();
-    let mut pos = s.size();
+    let (file, mut pos) = s.snapshot();
+    let r = s.reader(&file);
     while pos > 4 + TXN_HEADER_LEN {
         let tl = r.u64_at(pos - 8)?;
         let tpos = pos

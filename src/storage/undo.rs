@@ -32,7 +32,8 @@ pub(super) fn undo(s: &FileStorage, txn: &mut Transaction, id: &[u8]) -> Result<
         .ok_or_else(|| undo_error("Invalid transaction id"))?;
     let tpos =
         super::read::txn_find(s, tid)?.ok_or_else(|| undo_error("Invalid transaction id"))?;
-    let r = s.reader();
+    let file = txn.data_file();
+    let r = s.reader(&file);
     let th = r.txn_header(tpos)?;
     if th.status != STATUS_DONE {
         return Err(undo_error("non-undoable transaction"));
@@ -99,7 +100,8 @@ fn undo_record(
     pos: u64,
     pre: u64,
 ) -> Result<std::result::Result<UndoRecord, String>> {
-    let r = s.reader();
+    let file = txn.data_file();
+    let r = s.reader(&file);
     let in_txn = txn.tindex_get(oid);
     let ipos = s.published.read().index.get(oid).unwrap_or(0);
     let tipos = in_txn.unwrap_or(ipos);
@@ -162,7 +164,8 @@ fn copy_blob(s: &FileStorage, txn: &mut Transaction, oid: Oid, back: u64) -> Res
     if back == 0 {
         return Ok(());
     }
-    let Some((data, serial, _)) = s.reader().load_back(oid, back)? else {
+    let file = txn.data_file();
+    let Some((data, serial, _)) = s.reader(&file).load_back(oid, back)? else {
         return Ok(());
     };
     if is_blob_record(&data) {

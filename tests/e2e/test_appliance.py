@@ -93,11 +93,16 @@ class Stack:
         return {c[:12]: f"http://{self.address(c)}:8080" for c in self.containers("renderer")}
 
     def lb_renderers(self, tries=12):
-        """The renderers the balancer spreads GETs over (by their hostnames)."""
+        """The renderers the balancer spreads GETs over (by their hostnames).
+        Each GET names another Host, so Host affinity spreads them too."""
         seen = set()
-        for _ in range(tries):
+        for i in range(tries):
+            req = urllib.request.Request(
+                self.lb_url + "/demo/notes_json", headers={"Host": f"probe{i}.invalid"}
+            )
             try:
-                seen.add(get(self.lb_url + "/demo/notes_json", timeout=5).headers["X-Zeod-Renderer"])
+                with OPENER.open(req, timeout=5) as r:
+                    seen.add(r.headers["X-Zeod-Renderer"])
             except (OSError, urllib.error.URLError):
                 pass
         return seen
@@ -250,9 +255,10 @@ def test_killing_a_renderer_under_load_fails_no_request(stack):
     stack.up(renderers=2)
     victim = stack.containers("renderer")[0]
     with Load(stack.lb_url + "/demo/") as load:
-        time.sleep(3)
+        wait_for(lambda: victim[:12] in load.renderers, "the load to reach the victim")
         docker("kill", victim)
-        time.sleep(6)
+        served_before = load.ok
+        wait_for(lambda: load.ok >= served_before + 50, "50 more requests after the kill")
     load.check(minimum=50)
 
 
@@ -263,7 +269,11 @@ def test_zeo_restart_renderers_reconnect_and_nothing_is_lost(stack):
     before = f"before the zeo restart {time.time()}"
     add_note(stack.lb_url, before)
     committed = note_texts(stack.lb_url)
-    stack.compose("restart", "zeo")
+    stack.compose("stop", "zeo")
+    # zeod saves its index and exits 0 on SIGTERM, within the grace period.
+    zeo = stack.compose("ps", "-a", "-q", "zeo").stdout.split()[0]
+    assert docker("inspect", "-f", "{{.State.ExitCode}}", zeo) == "0"
+    stack.compose("start", "zeo")
     after = f"after the zeo restart {time.time()}"
     wait_for(lambda: add_note(stack.lb_url, after), "a write through the balancer to succeed again")
     for name, url in stack.renderer_urls().items():
@@ -285,6 +295,49 @@ def test_read_only_renderer_serves_reads_and_refuses_writes(stack):
     assert refused.status == 403, (refused.status, refused.body[:300])
     assert "read-only ZEO client" in refused.body, refused.body
     assert "must not be stored" not in note_texts(stack.lb_url)
+
+
+def test_cookie_affinity_keeps_a_browser_on_one_renderer(stack):
+    """ZEOD_LB_AFFINITY=cookie: a client that returns the cookie stays put."""
+    stack.up(renderers=2)
+    try:
+        stack.env["ZEOD_LB_AFFINITY"] = "cookie"
+        stack.up(renderers=2)
+        first = get(stack.lb_url + "/demo/notes_json")
+        cookie = first.headers["Set-Cookie"].split(";")[0]
+        assert cookie.startswith("ZEODLB="), first.headers["Set-Cookie"]
+        served = set()
+        for _ in range(12):
+            req = urllib.request.Request(stack.lb_url + "/demo/notes_json", headers={"Cookie": cookie})
+            with OPENER.open(req, timeout=10) as r:
+                served.add(r.headers["X-Zeod-Renderer"])
+        assert served == {first.headers["X-Zeod-Renderer"]}, served
+        # Without the cookie, the balancer still spreads the load.
+        assert len(stack.lb_renderers()) == 2
+    finally:
+        del stack.env["ZEOD_LB_AFFINITY"]
+        stack.up(renderers=2)
+
+
+def test_header_affinity_maps_a_host_to_one_renderer(stack):
+    """ZEOD_LB_AFFINITY=header: each Host header sticks to one renderer."""
+    stack.up(renderers=2)
+    try:
+        stack.env["ZEOD_LB_AFFINITY"] = "header"
+        stack.up(renderers=2)
+        by_host = {}
+        for host in [f"site{i}.example" for i in range(8)]:
+            served = set()
+            for _ in range(4):
+                req = urllib.request.Request(stack.lb_url + "/demo/notes_json", headers={"Host": host})
+                with OPENER.open(req, timeout=10) as r:
+                    served.add(r.headers["X-Zeod-Renderer"])
+            assert len(served) == 1, (host, served)
+            by_host[host] = served.pop()
+        assert len(set(by_host.values())) == 2, f"8 hosts all hashed to one renderer: {by_host}"
+    finally:
+        del stack.env["ZEOD_LB_AFFINITY"]
+        stack.up(renderers=2)
 
 
 def test_data_survives_down_and_up(stack):

