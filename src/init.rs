@@ -108,8 +108,8 @@ pub enum Error {
     NoCommand,
     #[error("setting up signal handling: {0}")]
     Signals(io::Error),
-    #[error("watching {what}: {source}")]
-    Watch { what: String, source: notify::Error },
+    #[error("{0}")]
+    Watch(#[from] watch::Error),
 }
 
 impl Error {
@@ -124,7 +124,7 @@ impl Error {
             }
             Error::Spawn(e) if e.source.kind() == io::ErrorKind::NotFound => 127,
             Error::Spawn(_) => 126,
-            Error::Signals(_) | Error::Watch { .. } => EX_OSERR,
+            Error::Signals(_) | Error::Watch(_) => EX_OSERR,
         }
     }
 }
@@ -189,17 +189,12 @@ fn run(args: InitArgs, blocked: nix::sys::signal::SigSet) -> Result<u8, Error> {
         rendered.iter().map(|r| r.output.clone()).collect(),
     ));
     let _watcher = if settings.watch && !args.no_watch {
-        let watcher = watch::start(
+        Some(watch::start(
             args.config.as_deref(),
             &settings.templates,
             outputs.clone(),
             tx,
-        )
-        .map_err(|source| Error::Watch {
-            what: format!("{}", settings.templates.display()),
-            source,
-        })?;
-        Some(watcher)
+        )?)
     } else {
         None
     };

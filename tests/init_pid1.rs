@@ -42,6 +42,10 @@ fn unshare_available() -> bool {
 
 impl Init {
     fn start(as_pid1: bool, extra: &[&str], script: &str) -> Init {
+        Init::start_with_env(as_pid1, &[], extra, script)
+    }
+
+    fn start_with_env(as_pid1: bool, env: &[(&str, &str)], extra: &[&str], script: &str) -> Init {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir(dir.path().join("t")).unwrap();
         let zeod = env!("CARGO_BIN_EXE_zeod");
@@ -64,6 +68,7 @@ impl Init {
             .args(&args)
             .env("ZEOD_INIT_REQUIRED", "")
             .env("DIR", dir.path())
+            .envs(env.iter().copied())
             .spawn()
             .unwrap();
         let zeod = if as_pid1 {
@@ -314,4 +319,27 @@ fn process_group_mode_signals_the_whole_group() {
         got.sort();
         assert_eq!(got.join("\n") + "\n", expected, "--process-group {group}");
     }
+}
+
+#[test]
+fn sigterm_is_translated_to_the_configured_stop_signal() {
+    if !unshare_available() {
+        return;
+    }
+    let script = r#"
+        trap 'echo TERM >> $DIR/got; exit 1' TERM
+        trap 'echo USR1 >> $DIR/got; exit 0' USR1
+        echo ready > $DIR/ready
+        while :; do sleep 0.05; done
+    "#;
+    let mut init = Init::start_with_env(
+        true,
+        &[("ZEOD_INIT_RELOAD__STOP_SIGNAL", "SIGUSR1")],
+        &[],
+        script,
+    );
+    wait_for_file(&init.file("ready"), "ready");
+    init.signal(Signal::SIGTERM);
+    assert_eq!(init.wait().code(), Some(0));
+    assert_eq!(fs::read_to_string(init.file("got")).unwrap(), "USR1\n");
 }

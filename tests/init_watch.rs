@@ -20,7 +20,7 @@ use nix::unistd::Pid;
 /// Generous bound of every wait here; a healthy run takes well under it.
 const PATIENCE: Duration = Duration::from_secs(20);
 /// The debounce the tests configure.
-const DEBOUNCE: &str = "300ms";
+const DEBOUNCE: &str = "500ms";
 /// Long enough after a re-render for a second, wrong signal to show up.
 const SETTLE: Duration = Duration::from_millis(1500);
 

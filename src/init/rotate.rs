@@ -107,4 +107,35 @@ mod tests {
             .starts_with("round 2"));
         assert!(!numbered(&log, 3).exists());
     }
+
+    #[test]
+    fn rotates_by_age_only_when_due_and_not_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("access.log");
+        let rule = Rotate {
+            path: log.clone(),
+            max_size: None,
+            every: Some(crate::init::values::Span(std::time::Duration::from_secs(
+                60,
+            ))),
+            keep: 1,
+            signal: Reopen(None),
+        };
+        let start = Instant::now();
+        let mut rotator = Rotator::new(rule, start);
+        fs::write(&log, "line\n").unwrap();
+        assert_eq!(rotator.check(start), None);
+        assert!(!numbered(&log, 1).exists(), "not due yet");
+        let due = start + std::time::Duration::from_secs(61);
+        // Rotated, with no reopen signal to send.
+        assert_eq!(rotator.check(due), None);
+        assert_eq!(fs::read_to_string(numbered(&log, 1)).unwrap(), "line\n");
+        // The next period starts at the rotation; an empty file stays.
+        fs::write(&log, "").unwrap();
+        assert_eq!(
+            rotator.check(due + std::time::Duration::from_secs(61)),
+            None
+        );
+        assert!(log.exists());
+    }
 }

@@ -43,6 +43,8 @@ pub const EVENT_QUEUE: usize = 64;
 /// Longest sleep of the loop, so orphans are reaped even if a SIGCHLD were
 /// lost, and rotation is checked on time.
 const TICK: Duration = Duration::from_secs(1);
+/// Lower bound of the rotation check interval, so a zero cannot spin.
+const MIN_ROTATE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Re-reads the settings (config file and environment) for a re-render.
 pub type Reload = Box<dyn FnMut() -> Result<Settings, String>>;
@@ -93,7 +95,7 @@ impl Supervisor {
             .iter()
             .map(|rule| Rotator::new(rule.clone(), now))
             .collect();
-        let next_rotate_check = now + settings.rotate_interval.0;
+        let next_rotate_check = now + rotate_interval(&settings);
         Ok(Supervisor {
             command,
             settings,
@@ -116,17 +118,16 @@ impl Supervisor {
                 .saturating_duration_since(Instant::now());
             match self.events.recv_timeout(timeout) {
                 Ok(Event::Signal(Signal::SIGCHLD)) => {}
-                Ok(Event::Signal(Signal::SIGTERM)) => {
-                    // A container stop: the child gets its own stop signal
-                    // (e.g. HAProxy's SIGUSR1 soft stop), as configured.
-                    let stop = self.settings.reload.stop_signal.0;
-                    tracing::info!(signal = ?stop, "stopping child");
-                    self.forward(stop);
-                    self.begin_stop(false, false);
-                }
-                Ok(Event::Signal(Signal::SIGINT)) => {
-                    tracing::info!(signal = ?Signal::SIGINT, "stopping child");
-                    self.forward(Signal::SIGINT);
+                Ok(Event::Signal(signal @ (Signal::SIGTERM | Signal::SIGINT))) => {
+                    // `docker stop` and the kubelet send SIGTERM: the child
+                    // gets its own stop signal (haproxy -W stops softly on
+                    // SIGUSR1). A Ctrl-C stays a SIGINT.
+                    let sent = match signal {
+                        Signal::SIGTERM => self.settings.reload.stop_signal.0,
+                        other => other,
+                    };
+                    tracing::info!(received = ?signal, ?sent, "stopping child");
+                    self.forward(sent);
                     self.begin_stop(false, false);
                 }
                 Ok(Event::Signal(signal)) => self.forward(signal),
@@ -167,7 +168,7 @@ impl Supervisor {
                 self.rerender();
             }
             if now >= self.next_rotate_check {
-                self.next_rotate_check = now + self.settings.rotate_interval.0;
+                self.next_rotate_check = now + rotate_interval(&self.settings);
                 self.rotate(now);
             }
         }
@@ -207,6 +208,10 @@ impl Supervisor {
     }
 
     fn rerender(&mut self) {
+        if self.stopping.as_ref().is_some_and(|s| !s.restart) {
+            // Shutting down: nothing left to reload.
+            return;
+        }
         let settings = match (self.reload)() {
             Ok(settings) => settings,
             Err(error) => {
@@ -254,6 +259,10 @@ impl Supervisor {
             self.forward(signal);
         }
     }
+}
+
+fn rotate_interval(settings: &Settings) -> Duration {
+    settings.rotate_interval.0.max(MIN_ROTATE_INTERVAL)
 }
 
 /// Starts COMMAND with our stdio, as `settings.user` if given, in its own

@@ -20,6 +20,14 @@ use super::supervisor::Event;
 /// does not trigger another render.
 pub type Outputs = Arc<Mutex<Vec<PathBuf>>>;
 
+/// A directory that could not be watched.
+#[derive(Debug, thiserror::Error)]
+#[error("watching {}: {source}", dir.display())]
+pub struct Error {
+    pub dir: PathBuf,
+    pub source: notify::Error,
+}
+
 /// Starts watching. Keep the returned watcher alive as long as events are
 /// wanted.
 pub fn start(
@@ -27,8 +35,8 @@ pub fn start(
     templates: &Path,
     outputs: Outputs,
     events: SyncSender<Event>,
-) -> notify::Result<RecommendedWatcher> {
-    let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
+) -> Result<RecommendedWatcher, Error> {
+    let watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
         let event = match result {
             Ok(event) => event,
             Err(error) => {
@@ -44,14 +52,24 @@ pub fn start(
         if let Err(TrySendError::Disconnected(_)) = events.try_send(Event::Changed) {
             tracing::debug!("supervisor gone; dropping file event");
         }
+    });
+    let mut watcher = watcher.map_err(|source| Error {
+        dir: templates.to_owned(),
+        source,
     })?;
-    watcher.watch(templates, RecursiveMode::Recursive)?;
+    let add = |watcher: &mut RecommendedWatcher, dir: &Path, mode| {
+        watcher.watch(dir, mode).map_err(|source| Error {
+            dir: dir.to_owned(),
+            source,
+        })
+    };
+    add(&mut watcher, templates, RecursiveMode::Recursive)?;
     if let Some(config) = config {
         let dir = match config.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),
         };
-        watcher.watch(dir, RecursiveMode::NonRecursive)?;
+        add(&mut watcher, dir, RecursiveMode::NonRecursive)?;
     }
     Ok(watcher)
 }
