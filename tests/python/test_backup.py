@@ -421,6 +421,9 @@ def test_scheduled_backups_with_retention(tmp_path):
             assert s.server.poll() is None
             time.sleep(0.2)
         s.stop_writers()
+        # No more scheduled runs while the repository is checked.
+        s.server.terminate()
+        s.server.wait(timeout=60)
         runs = scheduled_runs(log_path)
         for line in runs:
             print(line.strip())
