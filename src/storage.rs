@@ -46,6 +46,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 use crate::ids::{Oid, Tid};
+use crate::progress::Progress;
 
 mod blob;
 mod commit;
@@ -84,6 +85,9 @@ pub struct OpenOptions {
     /// (see [`crate::conflict`]); off for zeo.conf
     /// `client-conflict-resolution true`, where clients resolve.
     pub resolve_conflicts: bool,
+    /// Where opening reports the index scan (rebuild or catch-up); the
+    /// caller chooses how it is shown ([`crate::progress::Reporter`]).
+    pub progress: Progress,
 }
 
 impl Default for OpenOptions {
@@ -97,6 +101,7 @@ impl Default for OpenOptions {
             pack_keep_old: true,
             quota: None,
             resolve_conflicts: true,
+            progress: Progress::new(),
         }
     }
 }
@@ -263,6 +268,8 @@ pub struct FileStorage {
     closed: AtomicBool,
     /// A pack is running (one at a time).
     packing: AtomicBool,
+    /// How far the running pack is (read by metrics and reporters).
+    pack_progress: Progress,
     /// The pack holds `busy` for its final copy and rename; commits wait.
     pack_holds_busy: AtomicBool,
     blobs: Option<BlobDir>,
@@ -339,6 +346,12 @@ impl FileStorage {
     /// Whether a pack is running.
     pub fn is_packing(&self) -> bool {
         self.packing.load(Ordering::Relaxed)
+    }
+
+    /// How far the running pack is: `snapshot()` is `None` when none runs.
+    /// Packs report into it; callers attach a [`crate::progress::Reporter`].
+    pub fn pack_progress(&self) -> &Progress {
+        &self.pack_progress
     }
 
     /// Current revision: `(data, tid)`. `PosKey` if absent or deleted.
