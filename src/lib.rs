@@ -29,6 +29,8 @@
 //! - [`metrics`]: Prometheus metrics of the server and their HTTP listener.
 //! - [`status`]: `zeod status`, a one-screen summary of a running server.
 //! - [`telemetry`]: tracing-subscriber setup.
+//! - [`tls`]: TLS on the ZEO port (zeo.conf's `<ssl>`) with rustls, for
+//!   the server and for zeod's own client tools.
 //! - [`init`]: `zeod init`, the renderer containers' PID 1 — config
 //!   templating, child supervision, reaping, reload on change. It imports
 //!   nothing from the server side.
@@ -51,3 +53,4 @@ pub mod server;
 pub mod status;
 pub mod storage;
 pub mod telemetry;
+pub mod tls;

@@ -26,7 +26,7 @@
 //! - `read`, `iter`: loads, history, undo log, the transaction iterator.
 //! - `transaction`, `commit`, `undo`: the write path.
 //! - `blob`: the blob directory layout.
-//! - [`refs`], `pack`: references in pickles; pack with GC.
+//! - `pack`: pack with GC (references come from [`crate::record::references`]).
 //!
 //! Differences from Python's FileStorage, all deliberate: `load_before` of
 //! a deletion is `PosKey` (Python returns empty data); conflicts are
@@ -56,7 +56,6 @@ mod lockfile;
 mod open;
 mod pack;
 mod read;
-pub mod refs;
 pub mod scan;
 mod transaction;
 mod undo;

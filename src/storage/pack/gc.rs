@@ -10,10 +10,10 @@ use tracing::warn;
 
 use super::super::format::{DataHeader, Reader, TxnHeader, STATUS_CHECKPOINT, STATUS_PACKED};
 use super::super::index::Index;
-use super::super::refs::references;
 use super::super::{Error, Result};
 use crate::ids::{Oid, Tid};
 use crate::progress::Progress;
+use crate::record::references;
 
 pub struct Gc<'a> {
     pub r: Reader<'a>,
