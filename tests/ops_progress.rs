@@ -250,3 +250,34 @@ fn backup_and_restore_log_progress() {
         std::fs::read(&path).unwrap()
     );
 }
+
+/// On a terminal the same work draws a bar instead of logging lines.
+/// `script` (util-linux) gives the command a pseudo-terminal.
+#[test]
+fn a_terminal_gets_a_bar_instead_of_log_lines() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: no `script` (util-linux) to run zeod on a pseudo-terminal");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Data.fs");
+    bigfile::write(&path, 48, 200);
+    let command = format!("{} check {}", env!("CARGO_BIN_EXE_zeod"), path.display());
+    let out = Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .env("ZEOD_PROGRESS_INTERVAL", "0.01")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.contains("no errors detected"), "{screen}");
+    // Redrawn in place: carriage returns, the task, a bar, a percentage.
+    assert!(screen.contains('\r'), "{screen}");
+    assert!(screen.contains("check ["), "{screen}");
+    assert!(screen.contains("MiB"), "{screen}");
+    assert!(
+        !screen.contains(": progress "),
+        "log lines on a terminal: {screen}"
+    );
+}
