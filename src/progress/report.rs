@@ -51,14 +51,9 @@ const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 const BAR_TICK: Duration = Duration::from_millis(100);
 const LOG_TICK: Duration = Duration::from_millis(250);
 
-/// `ZEOD_PROGRESS_INTERVAL`: seconds between log lines (fractions allowed).
+/// Seconds between log lines (`ZEOD_PROGRESS_INTERVAL`, read by `config`).
 fn log_interval() -> Duration {
-    std::env::var("ZEOD_PROGRESS_INTERVAL")
-        .ok()
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s > 0.0)
-        .and_then(|s| Duration::try_from_secs_f64(s).ok())
-        .unwrap_or(DEFAULT_INTERVAL)
+    crate::config::progress_interval().unwrap_or(DEFAULT_INTERVAL)
 }
 
 /// Shows a [`Progress`] until dropped.
