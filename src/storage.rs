@@ -13,7 +13,9 @@
 //! `tpc_finish`/`tpc_abort` at a time; the server's commit lock guarantees
 //! it, and `tpc_begin` returns `Error::TransactionInProgress` otherwise.
 //! A committed transaction becomes visible to reads only when
-//! `tpc_finish` returns, after it is durable (fsync unless disabled).
+//! `tpc_finish` returns, after it is durable (fsync unless disabled);
+//! `tpc_finish` is `make_durable` (the fsync) then `publish` (in memory),
+//! which the server calls separately to publish under its own lock.
 //!
 //! # Layout (in reading order)
 //!
@@ -488,9 +490,23 @@ impl FileStorage {
     }
 
     /// Flips the status, fsyncs, publishes; returns the tid and the oids
-    /// written (for invalidations).
+    /// written (for invalidations). [`Self::make_durable`] then
+    /// [`Self::publish`], for callers that need nothing in between.
     pub fn tpc_finish(&self, txn: Transaction) -> Result<(Tid, Vec<Oid>)> {
         commit::tpc_finish(self, txn)
+    }
+
+    /// Flips the status and fsyncs (voting first if needed): the
+    /// transaction is on disk but not yet visible to reads. On error it is
+    /// rolled back; drop it (or `tpc_abort` it, which is harmless).
+    pub fn make_durable(&self, txn: &mut Transaction) -> Result<()> {
+        commit::make_durable(self, txn)
+    }
+
+    /// Makes a durable transaction visible to reads; in memory only.
+    /// Returns the tid and the oids written (for invalidations).
+    pub fn publish(&self, txn: Transaction) -> Result<(Tid, Vec<Oid>)> {
+        commit::publish(self, txn)
     }
 
     /// Undoes whatever the transaction wrote; never fails on a clean state.
