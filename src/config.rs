@@ -22,7 +22,8 @@
 //! | `ZEOD_STORAGE_<NAME>_<KEY>` | key of storage `<NAME>`: `PATH`, `BLOB_DIR`, `READ_ONLY`, `CREATE`, `QUOTA`, `PACK_GC`, `PACK_KEEP_OLD` (so `<NAME>` cannot contain `_`) |
 //!
 //! `ZEO_MSGPACK` (non-empty) turns msgpack on when nothing else set it, as
-//! with runzeo.
+//! with runzeo. `ZEOD_PROGRESS_INTERVAL` (seconds between the progress log
+//! lines of long work) applies to every subcommand: [`progress_interval`].
 
 mod address;
 mod env;
@@ -53,6 +54,17 @@ pub const DEFAULT_ADDRESS: &str = "0.0.0.0:8100";
 pub const DEFAULT_MAX_FRAME_SIZE: u64 = 1 << 30;
 pub const DEFAULT_MAX_CONNECTIONS: u64 = 1024;
 pub const DEFAULT_INVALIDATION_QUEUE_SIZE: u64 = 100;
+
+/// `ZEOD_PROGRESS_INTERVAL`: seconds (fractions allowed) between the
+/// `progress` log lines of long work, for the server and every CLI;
+/// `None` when unset or not a positive number.
+pub fn progress_interval() -> Option<Duration> {
+    std::env::var("ZEOD_PROGRESS_INTERVAL")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+}
 
 /// runzeo's command line (plus a few zeod options).
 #[derive(Debug, Clone, Default, clap::Args)]
