@@ -22,6 +22,8 @@
 //!   incremental backups of a Data.fs and its blobs at one committed tid.
 //! - [`pack_cli`]: `zeod pack`, zeopack against a server or a file.
 //! - [`schedule`]: the server's built-in pack schedule (`pack-schedule`).
+//! - [`progress`]: progress of long work (index rebuild, pack, check,
+//!   backup): counted by the work, shown as a bar or log lines by its caller.
 //! - [`health`]: `zeod health`, a ZEO handshake + `ruok` probe.
 //! - [`bench`]: `zeod bench`, a native ZEO load generator for any server.
 //! - [`metrics`]: Prometheus metrics of the server and their HTTP listener.
@@ -43,6 +45,7 @@ pub mod ids;
 pub mod init;
 pub mod metrics;
 pub mod pack_cli;
+pub mod progress;
 pub mod protocol;
 pub mod record;
 pub mod schedule;

@@ -205,12 +205,14 @@ pub async fn run_with_metrics(
     let tracker = shared.tasks.clone();
     for (name, plan) in &shared.config.pack_schedules {
         if let Some(e) = shared.storages.get(name) {
+            let exported = e.clone();
             tracker.spawn(crate::schedule::run(
                 name.clone(),
                 e.storage.clone(),
                 *plan,
                 e.pack_gc,
                 shared.shutdown.clone(),
+                Box::new(move || exported.broadcast_size_info()),
             ));
         }
     }
@@ -395,9 +397,12 @@ async fn serve(
             }
         }
         tracing::info!(storage = %s.name, path = %path.display(), read_only = options.read_only, "opening storage");
-        let storage = tokio::task::spawn_blocking(move || FileStorage::open(&path, options))
-            .await?
-            .with_context(|| format!("opening storage {:?} ({})", s.name, s.path.display()))?;
+        let storage = tokio::task::spawn_blocking(move || {
+            let _shown = crate::progress::Reporter::auto(&options.progress);
+            FileStorage::open(&path, options.clone())
+        })
+        .await?
+        .with_context(|| format!("opening storage {:?} ({})", s.name, s.path.display()))?;
         storages.push((s.name.clone(), storage));
     }
     if config.test {
