@@ -27,6 +27,8 @@
 //! - [`metrics`]: Prometheus metrics of the server and their HTTP listener.
 //! - [`status`]: `zeod status`, a one-screen summary of a running server.
 //! - [`telemetry`]: tracing-subscriber setup.
+//! - [`fuzzing`]: fuzz targets for every parser of outside input, and the
+//!   stable-Rust mutation loop `zeod-fuzz` drives them with.
 //! - [`init`]: `zeod init`, the renderer containers' PID 1 — config
 //!   templating, child supervision, reaping, reload on change. It imports
 //!   nothing from the server side.
@@ -36,6 +38,7 @@ pub mod bench;
 pub mod check;
 pub mod config;
 pub mod conflict;
+pub mod fuzzing;
 pub mod health;
 pub mod ids;
 pub mod init;
