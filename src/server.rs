@@ -17,6 +17,7 @@ mod eventlog;
 mod exported;
 mod invalidations;
 mod iterators;
+mod legacy;
 mod outbound;
 mod reads;
 mod status;
