@@ -71,11 +71,13 @@ ENV PYTHONUNBUFFERED=1 \
 # between the images. /app is the instance home: etc/ is written by zeod
 # init, Products/ holds ZeodLegacy (the root page and the health view),
 # var/ and log/ are what Zope 2 expects there. /data is the client home: ZEO
-# client cache, blob cache, Z2.pid and the lock file.
+# client cache, blob cache (0700, or ZODB warns "insecure mode setting"),
+# Z2.pid and the lock file.
 RUN groupadd --gid 500 zope \
  && useradd --uid 500 --gid 500 --home-dir /app --no-create-home --shell /usr/sbin/nologin zope \
  && mkdir -p /app/etc /app/var /app/log /app/import /app/Products /data/blobstorage /data/cache \
- && chown -R 500:500 /app /data
+ && chown -R 500:500 /app /data \
+ && chmod 0700 /data/blobstorage
 COPY --from=zeod /zeod /usr/local/bin/zeod
 COPY docker/legacy/templates/zope.conf /etc/zeod/templates/
 COPY docker/legacy/Products /app/Products
