@@ -18,6 +18,7 @@
 //! | `ZEOD_MAX_FRAME_SIZE`, `ZEOD_MAX_CONNECTIONS`, `ZEOD_LOG_FORMAT` | (zeod only) |
 //! | `ZEOD_METRICS` | `<zeo> metrics-address` (zeod only: Prometheus `HOST:PORT`) |
 //! | `ZEOD_LOG_FILE` | `<eventlog><logfile> path` |
+//! | `ZEOD_SSL_CERTIFICATE`, `ZEOD_SSL_KEY`, `ZEOD_SSL_AUTHENTICATE` | `<zeo><ssl>` `certificate`, `key`, `authenticate` |
 //! | `ZEOD_STORAGE_<NAME>_<KEY>` | key of storage `<NAME>`: `PATH`, `BLOB_DIR`, `READ_ONLY`, `CREATE`, `QUOTA`, `PACK_GC`, `PACK_KEEP_OLD` (so `<NAME>` cannot contain `_`) |
 //!
 //! `ZEO_MSGPACK` (non-empty) turns msgpack on when nothing else set it, as
@@ -40,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use crate::schedule::{PackSchedule, ScheduledPack};
 use crate::storage::OpenOptions;
 use crate::telemetry::LogFormat;
+use crate::tls::TlsFiles;
 
 pub use address::Address;
 pub use schema::SchemaError;
@@ -96,6 +98,18 @@ pub struct ServeArgs {
     /// Connections served at once; more wait in the listen backlog.
     #[arg(long, value_name = "N")]
     pub max_connections: Option<u64>,
+    /// Serve TLS with this certificate (PEM, then its chain), as zeo.conf's
+    /// `<ssl> certificate`.
+    #[arg(long, value_name = "PEM")]
+    pub ssl_certificate: Option<PathBuf>,
+    /// Private key of the certificate (PEM, unencrypted); default: in the
+    /// certificate file.
+    #[arg(long, value_name = "PEM")]
+    pub ssl_key: Option<PathBuf>,
+    /// Require client certificates listed in, or signed by one in, this PEM
+    /// file or directory (`<ssl> authenticate`).
+    #[arg(long, value_name = "PEM")]
+    pub ssl_authenticate: Option<PathBuf>,
     /// Parse the configuration, open the storages, and exit.
     #[arg(long)]
     pub test: bool,
@@ -137,6 +151,13 @@ pub struct Layer {
     pub eventlog: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eventlog_level: Option<String>,
+    /// `<ssl> certificate`, `key`, `authenticate`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_certificate: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_key: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_authenticate: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub storages: BTreeMap<String, StorageLayer>,
 }
@@ -207,6 +228,8 @@ pub struct ServerConfig {
     pub notes: Vec<String>,
     /// Storage name → its `pack-schedule`, for storages that have one.
     pub pack_schedules: Vec<(String, ScheduledPack)>,
+    /// `<ssl>`: the listening address speaks TLS.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for ServerConfig {
@@ -230,6 +253,7 @@ impl Default for ServerConfig {
             test: false,
             notes: Vec::new(),
             pack_schedules: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -268,6 +292,8 @@ pub enum ConfigError {
         name: String,
         source: crate::schedule::ScheduleError,
     },
+    #[error("{key} is set but no TLS certificate is (ssl-certificate, <ssl> certificate)")]
+    SslWithoutCertificate { key: &'static str },
     #[error("{key} must be {expected}, got {value}")]
     OutOfRange {
         key: &'static str,
@@ -367,6 +393,9 @@ fn cli_layer(args: &ServeArgs) -> Layer {
         max_connections: args.max_connections,
         metrics: args.metrics.clone(),
         eventlog: args.log_file.clone(),
+        ssl_certificate: args.ssl_certificate.clone(),
+        ssl_key: args.ssl_key.clone(),
+        ssl_authenticate: args.ssl_authenticate.clone(),
         log_format: args.log_format.map(|f| match f {
             LogFormat::Text => "text".to_string(),
             LogFormat::Json => "json".to_string(),
@@ -469,6 +498,29 @@ fn resolve(
     if storages.is_empty() {
         return Err(ConfigError::NoStorage);
     }
+    let tls = match (layer.ssl_certificate, layer.ssl_key, layer.ssl_authenticate) {
+        (Some(certificate), key, authenticate) => {
+            if authenticate.is_none() {
+                notes.push(
+                    "TLS without client certificates (no ssl authenticate): any client that \
+                     reaches the port is trusted, as without TLS"
+                        .to_string(),
+                );
+            }
+            Some(TlsFiles {
+                certificate,
+                key,
+                authenticate,
+            })
+        }
+        (None, Some(_), _) => return Err(ConfigError::SslWithoutCertificate { key: "ssl-key" }),
+        (None, None, Some(_)) => {
+            return Err(ConfigError::SslWithoutCertificate {
+                key: "ssl-authenticate",
+            })
+        }
+        (None, None, None) => None,
+    };
     Ok(ServerConfig {
         address,
         read_only: server_read_only,
@@ -506,6 +558,7 @@ fn resolve(
         test,
         notes,
         pack_schedules,
+        tls,
     })
 }
 
@@ -631,6 +684,34 @@ mod tests {
             &[("ZEOD_STORAGE_main_PACK_SCHEDULE", "weekly")],
         );
         assert!(matches!(bad, Err(ConfigError::PackSchedule { .. })));
+    }
+
+    #[test]
+    fn tls_from_every_layer() {
+        let c = load(
+            &args(&["-f", "x", "--ssl-certificate", "s.pem"]),
+            &[("ZEOD_SSL_AUTHENTICATE", "clients.pem")],
+        )
+        .unwrap();
+        assert_eq!(
+            c.tls,
+            Some(TlsFiles {
+                certificate: "s.pem".into(),
+                key: None,
+                authenticate: Some("clients.pem".into()),
+            })
+        );
+        assert!(matches!(
+            load(&args(&["-f", "x"]), &[("ZEOD_SSL_KEY", "k.pem")]),
+            Err(ConfigError::SslWithoutCertificate { key: "ssl-key" })
+        ));
+        let c = load(&args(&["-f", "x", "--ssl-certificate", "s.pem"]), &[]).unwrap();
+        assert!(
+            c.notes.iter().any(|n| n.contains("client certificates")),
+            "{:?}",
+            c.notes
+        );
+        assert!(load(&args(&["-f", "x"]), &[]).unwrap().tls.is_none());
     }
 
     #[test]

@@ -15,6 +15,7 @@ use anyhow::{bail, Context};
 use tracing::info;
 
 use crate::ids::Tid;
+use crate::progress::Reporter;
 use crate::protocol::{decode_message, encode_message, Encoding, Message, Value};
 use crate::storage::{self, FileStorage, OpenOptions};
 use crate::telemetry::{self, LogFormat};
@@ -113,7 +114,11 @@ fn pack_file(path: &Path, tid: Tid, args: &PackArgs) -> anyhow::Result<()> {
         pack_keep_old: !args.no_keep_old,
         ..OpenOptions::default()
     };
-    let storage = match FileStorage::open(path, options) {
+    let opened = {
+        let _shown = Reporter::auto(&options.progress);
+        FileStorage::open(path, options.clone())
+    };
+    let storage = match opened {
         Ok(s) => s,
         Err(storage::Error::Locked { path: lock }) => {
             let holder = std::fs::read_to_string(&lock).unwrap_or_default();
@@ -133,7 +138,10 @@ fn pack_file(path: &Path, tid: Tid, args: &PackArgs) -> anyhow::Result<()> {
     let before = storage.size();
     info!(path = %path.display(), pack_time = %tid.timestamp_string(), gc = !args.no_gc, size = before, "packing");
     let started = Instant::now();
-    let result = storage.pack(tid, !args.no_gc);
+    let result = {
+        let _shown = Reporter::auto(storage.pack_progress());
+        storage.pack(tid, !args.no_gc)
+    };
     let after = storage.size();
     storage.close().context("closing the storage")?;
     result.with_context(|| format!("packing {}", path.display()))?;

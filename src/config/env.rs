@@ -49,6 +49,9 @@ pub(super) fn env_layer(
             "max_connections" => layer.max_connections = Some(number()?),
             "metrics" => layer.metrics = Some(value.clone()),
             "log_file" => layer.eventlog = Some(value.clone().into()),
+            "ssl_certificate" => layer.ssl_certificate = Some(value.clone().into()),
+            "ssl_key" => layer.ssl_key = Some(value.clone().into()),
+            "ssl_authenticate" => layer.ssl_authenticate = Some(value.clone().into()),
             "log_format" => {
                 parse_log_format(&value).ok_or_else(|| bad("text or json"))?;
                 layer.log_format = Some(value.trim().to_ascii_lowercase());

@@ -358,17 +358,15 @@ impl Connection {
         self.shared.tasks.spawn(async move {
             let storage = exported.storage.clone();
             tracing::info!(storage = %exported.name, conn, pack_time = when, "pack started");
-            let result = blocking(move || storage.pack(Tid::from_unix(when), gc)).await;
+            let result = blocking(move || {
+                let _shown = crate::progress::Reporter::log(storage.pack_progress());
+                storage.pack(Tid::from_unix(when), gc)
+            })
+            .await;
             let result = match result {
                 Ok(Ok(())) => {
                     tracing::info!(storage = %exported.name, "pack finished");
-                    let info = Message {
-                        msgid: Value::Int(0),
-                        flags: Value::Bool(true),
-                        method: "info".into(),
-                        args: Value::Tuple(vec![info_dict(&exported.storage)]),
-                    };
-                    exported.send_to_all(None, &info);
+                    exported.broadcast_size_info();
                     Ok(Value::None)
                 }
                 Ok(Err(err)) => {

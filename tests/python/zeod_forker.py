@@ -158,6 +158,10 @@ def start_external(storage_conf=None, zeo_conf=None, port=None, keep=False,
             z.__dict__.update(zeo_conf)
         zeo_conf = z
     zeo_text = str(zeo_conf)
+    # ZEO's SSLConnectionTests write `address HOST: PORT`; ZConfig (and
+    # zeod) accept it, the port handling below wants it in one piece.
+    zeo_text = re.sub(r"^(\s*address\s+\S*:)[ \t]+(\d+)", r"\1\2", zeo_text,
+                      flags=re.M)
     if SERVER == "zeod":
         storage_conf = _mapping_as_file(storage_conf)
     if dialect == "msgpack":
