@@ -56,8 +56,9 @@ pub const DEFAULT_MAX_CONNECTIONS: u64 = 1024;
 pub const DEFAULT_INVALIDATION_QUEUE_SIZE: u64 = 100;
 
 /// `ZEOD_PROGRESS_INTERVAL`: seconds (fractions allowed) between the
-/// `progress` log lines of long work, for the server and every CLI;
-/// `None` when unset or not a positive number.
+/// `progress` log lines of long work, for the server and every CLI
+/// (`main` hands it to [`crate::progress::set_log_interval`]); `None` when
+/// unset or not a positive number.
 pub fn progress_interval() -> Option<Duration> {
     std::env::var("ZEOD_PROGRESS_INTERVAL")
         .ok()
