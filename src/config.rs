@@ -16,14 +16,17 @@
 //! | `ZEOD_TRANSACTION_TIMEOUT` | `<zeo> transaction-timeout` |
 //! | `ZEOD_CLIENT_CONFLICT_RESOLUTION`, `ZEOD_MSGPACK` | same keys |
 //! | `ZEOD_PID_FILE` | `<zeo> pid-filename` |
-//! | `ZEOD_MAX_FRAME_SIZE`, `ZEOD_MAX_CONNECTIONS`, `ZEOD_LOG_FORMAT` | (zeod only) |
+//! | `ZEOD_MAX_FRAME_SIZE`, `ZEOD_MAX_CONNECTIONS` | `<zeo> max-frame-size`, `max-connections` (zeod only) |
+//! | `ZEOD_MAX_OUTPUT_BUFFER`, `ZEOD_HANDSHAKE_TIMEOUT` | `<zeo> max-output-buffer`, `handshake-timeout` (zeod only) |
+//! | `ZEOD_LOG_FORMAT` | (zeod only) |
 //! | `ZEOD_METRICS` | `<zeo> metrics-address` (zeod only: Prometheus `HOST:PORT`) |
 //! | `ZEOD_LOG_FILE` | `<eventlog><logfile> path` |
 //! | `ZEOD_SSL_CERTIFICATE`, `ZEOD_SSL_KEY`, `ZEOD_SSL_AUTHENTICATE` | `<zeo><ssl>` `certificate`, `key`, `authenticate` |
 //! | `ZEOD_STORAGE_<NAME>_<KEY>` | key of storage `<NAME>`: `PATH`, `BLOB_DIR`, `READ_ONLY`, `CREATE`, `QUOTA`, `PACK_GC`, `PACK_KEEP_OLD`, `PACK_SCHEDULE`, `PACK_DAYS`, `BACKUP_SCHEDULE`, `BACKUP_REPOSITORY`, `BACKUP_KEEP`, `BACKUP_FULL_EVERY`, `BACKUP_GZIP` (so `<NAME>` cannot contain `_`) |
 //!
 //! `ZEO_MSGPACK` (non-empty) turns msgpack on when nothing else set it, as
-//! with runzeo.
+//! with runzeo. `ZEOD_PROGRESS_INTERVAL` (seconds between the progress log
+//! lines of long work) applies to every subcommand: [`progress_interval`].
 
 mod address;
 mod env;
@@ -55,6 +58,24 @@ pub const DEFAULT_ADDRESS: &str = "0.0.0.0:8100";
 pub const DEFAULT_MAX_FRAME_SIZE: u64 = 1 << 30;
 pub const DEFAULT_MAX_CONNECTIONS: u64 = 1024;
 pub const DEFAULT_INVALIDATION_QUEUE_SIZE: u64 = 100;
+/// Callback bytes (invalidations, `info`) queued for a client before it
+/// counts as not reading and is disconnected. Python buffers without bound;
+/// this is thousands of large invalidations.
+pub const DEFAULT_MAX_OUTPUT_BUFFER: u64 = 32 << 20;
+/// A connection that has not sent its handshake by then is dropped.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: f64 = 60.0;
+
+/// `ZEOD_PROGRESS_INTERVAL`: seconds (fractions allowed) between the
+/// `progress` log lines of long work, for the server and every CLI
+/// (`main` hands it to [`crate::progress::set_log_interval`]); `None` when
+/// unset or not a positive number.
+pub fn progress_interval() -> Option<Duration> {
+    std::env::var("ZEOD_PROGRESS_INTERVAL")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+}
 /// How old a reconnecting client's cache may be for `getInvalidations` to
 /// be answered by scanning the file back (`invalidation-age`; runzeo
 /// leaves the scan off unless it is set, zeod has it on by default).
@@ -118,6 +139,13 @@ pub struct ServeArgs {
     /// file or directory (`<ssl> authenticate`).
     #[arg(long, value_name = "PEM")]
     pub ssl_authenticate: Option<PathBuf>,
+    /// Bytes of invalidations queued for a client that does not read before
+    /// it is disconnected.
+    #[arg(long, value_name = "BYTES")]
+    pub max_output_buffer: Option<u64>,
+    /// Seconds a new connection has to send its handshake.
+    #[arg(long, value_name = "SECS")]
+    pub handshake_timeout: Option<f64>,
     /// Parse the configuration, open the storages, and exit.
     #[arg(long)]
     pub test: bool,
@@ -150,6 +178,10 @@ pub struct Layer {
     pub max_frame_size: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_output_buffer: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handshake_timeout: Option<f64>,
     /// `HOST:PORT` of the metrics listener.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<String>,
@@ -243,6 +275,10 @@ pub struct ServerConfig {
     pub address_file: Option<PathBuf>,
     pub max_frame_size: usize,
     pub max_connections: usize,
+    /// Bytes of callbacks a connection may have queued (see
+    /// `server::outbound`).
+    pub max_output_buffer: usize,
+    pub handshake_timeout: Duration,
     /// Where to serve Prometheus metrics (`--metrics`), if anywhere.
     pub metrics: Option<SocketAddr>,
     pub log_format: LogFormat,
@@ -256,10 +292,10 @@ pub struct ServerConfig {
     pub notes: Vec<String>,
     /// Storage name → its `pack-schedule`, for storages that have one.
     pub pack_schedules: Vec<(String, ScheduledPack)>,
-    /// Storage name → its `backup-schedule`, for storages that have one.
-    pub backup_schedules: Vec<(String, ScheduledBackup)>,
     /// `<ssl>`: the listening address speaks TLS.
     pub tls: Option<TlsFiles>,
+    /// Storage name → its `backup-schedule`, for storages that have one.
+    pub backup_schedules: Vec<(String, ScheduledBackup)>,
 }
 
 impl Default for ServerConfig {
@@ -277,6 +313,8 @@ impl Default for ServerConfig {
             address_file: None,
             max_frame_size: DEFAULT_MAX_FRAME_SIZE as usize,
             max_connections: DEFAULT_MAX_CONNECTIONS as usize,
+            max_output_buffer: DEFAULT_MAX_OUTPUT_BUFFER as usize,
+            handshake_timeout: Duration::from_secs_f64(DEFAULT_HANDSHAKE_TIMEOUT),
             metrics: None,
             log_format: LogFormat::Text,
             eventlog: None,
@@ -284,8 +322,8 @@ impl Default for ServerConfig {
             test: false,
             notes: Vec::new(),
             pack_schedules: Vec::new(),
-            backup_schedules: Vec::new(),
             tls: None,
+            backup_schedules: Vec::new(),
         }
     }
 }
@@ -375,6 +413,12 @@ impl ServerConfig {
     }
 }
 
+/// The settings a parsed `zeo.conf` gives, notes dropped (the fuzz
+/// targets' way in).
+pub fn layer_from_zeo_conf(tree: &zconfig::Section) -> Result<Layer, SchemaError> {
+    schema::layer_from_tree(tree, &mut schema::Notes::default())
+}
+
 fn file_layer(path: &Path, notes: &mut schema::Notes) -> Result<Layer, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
@@ -425,6 +469,8 @@ fn cli_layer(args: &ServeArgs) -> Layer {
         address_file: args.address_file.clone(),
         max_frame_size: args.max_frame_size,
         max_connections: args.max_connections,
+        max_output_buffer: args.max_output_buffer,
+        handshake_timeout: args.handshake_timeout,
         metrics: args.metrics.clone(),
         eventlog: args.log_file.clone(),
         ssl_certificate: args.ssl_certificate.clone(),
@@ -590,6 +636,20 @@ fn resolve(
             "max-connections",
             layer.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
         )?,
+        max_output_buffer: positive(
+            "max-output-buffer",
+            layer.max_output_buffer.unwrap_or(DEFAULT_MAX_OUTPUT_BUFFER),
+        )?,
+        handshake_timeout: seconds(
+            "handshake-timeout",
+            Some(layer.handshake_timeout.unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT)),
+        )?
+        .filter(|d| !d.is_zero())
+        .ok_or(ConfigError::OutOfRange {
+            key: "handshake-timeout",
+            expected: "a positive number of seconds",
+            value: "0".to_string(),
+        })?,
         metrics,
         log_format: layer
             .log_format
@@ -606,8 +666,8 @@ fn resolve(
         test,
         notes,
         pack_schedules,
-        backup_schedules,
         tls,
+        backup_schedules,
     })
 }
 
@@ -859,6 +919,45 @@ mod tests {
             c.notes
         );
         assert!(load(&args(&["-f", "x"]), &[]).unwrap().tls.is_none());
+    }
+
+    #[test]
+    fn limits_from_file_environment_and_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("zeo.conf");
+        std::fs::write(
+            &conf,
+            "<zeo>\n address 127.0.0.1:7000\n max-frame-size 64MB\n max-connections 50\n max-output-buffer 2MB\n handshake-timeout 5\n</zeo>\n<filestorage>\n path Data.fs\n</filestorage>\n",
+        )
+        .unwrap();
+        let conf = conf.to_str().unwrap();
+        let c = load(&args(&["-C", conf]), &[]).unwrap();
+        assert_eq!(c.max_frame_size, 64 << 20);
+        assert_eq!(c.max_connections, 50);
+        assert_eq!(c.max_output_buffer, 2 << 20);
+        assert_eq!(c.handshake_timeout, Duration::from_secs(5));
+        let c = load(
+            &args(&["-C", conf, "--handshake-timeout", "0.5"]),
+            &[
+                ("ZEOD_MAX_OUTPUT_BUFFER", "65536"),
+                ("ZEOD_HANDSHAKE_TIMEOUT", "9"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.max_output_buffer, 65536);
+        assert_eq!(c.handshake_timeout, Duration::from_millis(500));
+        let c = load(&args(&["-f", "x.fs"]), &[]).unwrap();
+        assert_eq!(c.max_output_buffer, DEFAULT_MAX_OUTPUT_BUFFER as usize);
+        assert_eq!(c.handshake_timeout, Duration::from_secs(60));
+        for bad in [
+            &["-f", "x.fs", "--handshake-timeout", "0"][..],
+            &["-f", "x.fs", "--max-output-buffer", "0"][..],
+        ] {
+            assert!(matches!(
+                load(&args(bad), &[]),
+                Err(ConfigError::OutOfRange { .. })
+            ));
+        }
     }
 
     #[test]

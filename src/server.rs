@@ -19,6 +19,7 @@ mod eventlog;
 mod exported;
 mod invalidations;
 mod iterators;
+mod legacy;
 mod outbound;
 mod reads;
 mod status;
@@ -411,7 +412,7 @@ async fn serve(
         }
         tracing::info!(storage = %s.name, path = %path.display(), read_only = options.read_only, "opening storage");
         let storage = tokio::task::spawn_blocking(move || {
-            let _shown = crate::progress::Reporter::auto(&options.progress);
+            let _shown = crate::progress::Reporter::log(&options.progress);
             FileStorage::open(&path, options.clone())
         })
         .await?

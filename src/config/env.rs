@@ -48,6 +48,8 @@ pub(super) fn env_layer(
             "msgpack" => layer.msgpack = Some(boolean()?),
             "max_frame_size" => layer.max_frame_size = Some(number()?),
             "max_connections" => layer.max_connections = Some(number()?),
+            "max_output_buffer" => layer.max_output_buffer = Some(number()?),
+            "handshake_timeout" => layer.handshake_timeout = Some(seconds()?),
             "metrics" => layer.metrics = Some(value.clone()),
             "log_file" => layer.eventlog = Some(value.clone().into()),
             "ssl_certificate" => layer.ssl_certificate = Some(value.clone().into()),

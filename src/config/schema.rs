@@ -131,6 +131,11 @@ fn zeo_section(section: &Section, layer: &mut Layer, notes: &mut Notes) -> Resul
             "client-conflict-resolution" => layer.client_conflict_resolution = Some(boolean(key)?),
             "msgpack" => layer.msgpack = Some(boolean(key)?),
             "metrics-address" => layer.metrics = Some(key.value.clone()),
+            // zeod's limits (docs/SECURITY.md); runzeo has none of them.
+            "max-frame-size" => layer.max_frame_size = Some(byte_size(key)?),
+            "max-connections" => layer.max_connections = Some(integer(key)?),
+            "max-output-buffer" => layer.max_output_buffer = Some(byte_size(key)?),
+            "handshake-timeout" => layer.handshake_timeout = Some(float(key)?),
             "monitor-address"
             | "drop-cache-rather-verify"
             | "authentication-protocol"

@@ -128,7 +128,12 @@ impl Connection {
         Ok(())
     }
 
-    async fn read(&mut self, method: &str, a: &Args<'_>, exported: &Arc<Exported>) -> CallResult {
+    pub(super) async fn read(
+        &mut self,
+        method: &str,
+        a: &Args<'_>,
+        exported: &Arc<Exported>,
+    ) -> CallResult {
         let storage = exported.storage.clone();
         match method {
             "get_info" => {
