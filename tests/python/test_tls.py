@@ -268,7 +268,7 @@ def zeod(*args):
                           text=True, timeout=60)
 
 
-def test_health_status_and_pack_over_tls(server, pki):
+def test_health_status_pack_and_bench_over_tls(server, pki):
     plain = zeod("health", server.address, "--timeout", "2")
     assert plain.returncode == 1, plain.stdout
     flags = ["--ssl-ca", pki.ca, "--ssl-certificate", pki.client,
@@ -287,6 +287,9 @@ def test_health_status_and_pack_over_tls(server, pki):
     pack = zeod("pack", server.address, *flags)
     assert pack.returncode == 0, pack.stdout + pack.stderr
     assert wait_for_log(server, r"pack"), server.log_text()
+    bench = zeod("bench", server.address, *flags, "--setup", "20",
+                 "-n", "100", "-c", "2", "--phases", "load,commit")
+    assert bench.returncode == 0, bench.stdout + bench.stderr
     # The same from the environment (what the image's HEALTHCHECK sees).
     env = dict(os.environ, ZEOD_CLIENT_SSL_CA=pki.ca,
                ZEOD_CLIENT_SSL_CERTIFICATE=pki.pinned,
