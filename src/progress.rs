@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-pub use report::{Reporter, Style};
+pub use report::{LogStderr, Reporter, Style};
 
 /// A handle on one piece of long work; clones share it.
 #[derive(Clone, Default)]

@@ -4,12 +4,13 @@
 //! and ETA as structured fields, so JSON logs carry them as numbers.
 //! Work shorter than one interval logs nothing extra.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
+use std::sync::LazyLock;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tracing::{info, warn};
 
 use super::{Progress, Snapshot, Unit};
@@ -23,18 +24,36 @@ pub enum Style {
     Log,
 }
 
+/// Every bar on stderr, so a log line can hide them while it is written.
+static BARS: LazyLock<MultiProgress> =
+    LazyLock::new(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+
+/// stderr for log lines written while a bar may be drawn: each write
+/// hides the bars, writes, and draws them again below, instead of the
+/// line landing in the middle of a bar. The CLI's logging writes here.
+pub struct LogStderr;
+
+impl Write for LogStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        BARS.suspend(|| std::io::stderr().write(buf))
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        BARS.suspend(|| std::io::stderr().write_all(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 const BAR_TICK: Duration = Duration::from_millis(100);
 const LOG_TICK: Duration = Duration::from_millis(250);
 
-/// `ZEOD_PROGRESS_INTERVAL`: seconds between log lines (fractions allowed).
+/// Seconds between log lines (`ZEOD_PROGRESS_INTERVAL`, read by `config`).
 fn log_interval() -> Duration {
-    std::env::var("ZEOD_PROGRESS_INTERVAL")
-        .ok()
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s > 0.0)
-        .and_then(|s| Duration::try_from_secs_f64(s).ok())
-        .unwrap_or(DEFAULT_INTERVAL)
+    crate::config::progress_interval().unwrap_or(DEFAULT_INTERVAL)
 }
 
 /// Shows a [`Progress`] until dropped.
@@ -231,7 +250,7 @@ impl BarView {
         };
         if self.bar.as_ref().is_none_or(|(task, _)| *task != s.task) {
             self.end();
-            let bar = ProgressBar::with_draw_target(Some(s.total), ProgressDrawTarget::stderr());
+            let bar = BARS.add(ProgressBar::new(s.total));
             let template = match s.unit {
                 Unit::Bytes => "{msg} [{wide_bar}] {percent:>3}% {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
                 Unit::Files => "{msg} [{wide_bar}] {percent:>3}% {human_pos}/{human_len} files {per_sec} ETA {eta}",
@@ -242,19 +261,20 @@ impl BarView {
             self.bar = Some((s.task.clone(), bar));
         }
         if let Some((_, bar)) = &self.bar {
-            bar.set_length(s.total);
-            bar.set_position(s.done.min(s.total));
             bar.set_message(if s.phase.is_empty() {
                 s.task.clone()
             } else {
                 format!("{} ({})", s.task, s.phase)
             });
+            bar.set_length(s.total);
+            bar.set_position(s.done.min(s.total));
         }
     }
 
     fn end(&mut self) {
         if let Some((_, bar)) = self.bar.take() {
             bar.finish_and_clear();
+            BARS.remove(&bar);
         }
     }
 }
