@@ -25,7 +25,7 @@ mod verify;
 use std::path::PathBuf;
 
 pub use client::{ClientTls, ClientTlsArgs};
-pub use server::{handshake, server_config, HANDSHAKE_TIMEOUT};
+pub use server::{handshake, server_config};
 
 /// Where the server's TLS material is: `<zeo><ssl>` in zeo.conf,
 /// `--ssl-*` on the command line, `ZEOD_SSL_*` in the environment.
