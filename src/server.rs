@@ -297,7 +297,14 @@ where
 {
     match shared.tls.clone() {
         Some(acceptor) => {
-            if let Some(stream) = crate::tls::handshake(&acceptor, stream, &peer, id).await {
+            let timeout = shared.config.handshake_timeout;
+            let handshake = crate::tls::handshake(&acceptor, stream, &peer, id, timeout);
+            // Shutdown does not wait for a handshake in progress.
+            let stream = tokio::select! {
+                stream = handshake => stream,
+                _ = shared.shutdown.cancelled() => None,
+            };
+            if let Some(stream) = stream {
                 connection::serve(stream, peer, id, shared).await;
             }
         }
