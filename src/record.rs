@@ -29,7 +29,7 @@ mod refs;
 mod write;
 
 pub use read::{parse, parse_pickles, Reader};
-pub use refs::references;
+pub use refs::{references, RefsError};
 pub use write::{write, Writer};
 
 /// A Python object as a pickle describes it. Containers are shared
@@ -135,8 +135,6 @@ pub enum RecordError {
     WrongKind(usize),
     #[error("a data record holds two pickles, found {0}")]
     PickleCount(usize),
-    #[error("a persistent reference does not hold an 8-byte oid")]
-    BadReference,
     #[error("pickle nests deeper than {0} levels")]
     TooDeep(usize),
 }

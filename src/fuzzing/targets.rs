@@ -163,7 +163,7 @@ pub fn msgpack_target(data: &[u8]) -> bool {
 }
 
 pub fn record(data: &[u8]) -> bool {
-    let refs = crate::storage::refs::references(data).is_ok();
+    let refs = crate::record::references(data).is_ok();
     match crate::record::parse(data) {
         Ok(parsed) => {
             let _ = parsed.meta.meta_class();

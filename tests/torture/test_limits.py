@@ -548,8 +548,6 @@ def test_lock_holder_past_the_transaction_timeout_is_disconnected(zeod):
 
 # ---------------------------------------------------------------- TLS
 
-@pytest.mark.xfail(strict=True, reason="not implemented: TLS (<ssl> in "
-                   "zeo.conf, rustls)")
 def test_tls_server_certificate(tmp_path):
     import ssl
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
