@@ -29,6 +29,8 @@
 //! - [`metrics`]: Prometheus metrics of the server and their HTTP listener.
 //! - [`status`]: `zeod status`, a one-screen summary of a running server.
 //! - [`telemetry`]: tracing-subscriber setup.
+//! - [`fuzzing`]: fuzz targets for every parser of outside input, and the
+//!   stable-Rust mutation loop `zeod-fuzz` drives them with.
 //! - [`tls`]: TLS on the ZEO port (zeo.conf's `<ssl>`) with rustls, for
 //!   the server and for zeod's own client tools.
 //! - [`init`]: `zeod init`, the renderer containers' PID 1 — config
@@ -40,6 +42,7 @@ pub mod bench;
 pub mod check;
 pub mod config;
 pub mod conflict;
+pub mod fuzzing;
 pub mod health;
 pub mod ids;
 pub mod init;

@@ -7,9 +7,11 @@
 //! connection ([`connection`]): a reading loop that runs calls in order and
 //! a writer task draining a bounded queue ([`outbound`]). Calls are routed
 //! and their errors mapped to ZODB exceptions in [`dispatch`]; commits in
-//! [`commit`]; reads in [`reads`]; blobs in [`blobs`].
+//! [`commit`]; reads in [`reads`]; blobs in [`blobs`]; `getInvalidations`
+//! beyond the queue's reach, read back from the file, in [`catch_up`].
 
 mod blobs;
+mod catch_up;
 mod commit;
 mod connection;
 mod dispatch;
@@ -17,6 +19,7 @@ mod eventlog;
 mod exported;
 mod invalidations;
 mod iterators;
+mod legacy;
 mod outbound;
 mod reads;
 mod status;
@@ -216,6 +219,17 @@ pub async fn run_with_metrics(
             ));
         }
     }
+    for (name, plan) in &shared.config.backup_schedules {
+        if let Some(e) = shared.storages.get(name) {
+            tracker.spawn(crate::backup::run_schedule(
+                name.clone(),
+                e.storage.path().to_path_buf(),
+                e.storage.blob_dir().map(Path::to_path_buf),
+                plan.clone(),
+                shared.shutdown.clone(),
+            ));
+        }
+    }
     let next_id = AtomicU64::new(1);
     tracing::info!(address = %listener.local_address(), storages = ?shared.storages.keys().collect::<Vec<_>>(), tls = shared.tls.is_some(), "serving");
 
@@ -398,7 +412,7 @@ async fn serve(
         }
         tracing::info!(storage = %s.name, path = %path.display(), read_only = options.read_only, "opening storage");
         let storage = tokio::task::spawn_blocking(move || {
-            let _shown = crate::progress::Reporter::auto(&options.progress);
+            let _shown = crate::progress::Reporter::log(&options.progress);
             FileStorage::open(&path, options.clone())
         })
         .await?

@@ -53,6 +53,7 @@ mod commit;
 pub mod format;
 pub mod index;
 pub mod index_file;
+mod invalidations;
 mod iter;
 mod lockfile;
 mod open;
@@ -285,6 +286,7 @@ struct Published {
     last_tid: Tid,
 }
 
+pub use invalidations::{Since, SinceBound};
 pub use transaction::Transaction;
 
 impl FileStorage {
@@ -411,7 +413,16 @@ impl FileStorage {
     /// Oids changed by transactions with tid > `after`, and the last tid;
     /// `None` if `after` is older than the oldest transaction kept.
     pub fn invalidations_since(&self, after: Tid) -> Result<Option<(Tid, Vec<Oid>)>> {
-        read::invalidations_since(self, after)
+        Ok(match self.changed_since(after, SinceBound::NONE)? {
+            Since::Changed { tid, oids, .. } => Some((tid, oids)),
+            _ => None,
+        })
+    }
+
+    /// The same within `bound`, scanning back from the end; no lock is
+    /// held while it reads, so commits go on meanwhile.
+    pub fn changed_since(&self, after: Tid, bound: SinceBound) -> Result<Since> {
+        invalidations::changed_since(self, after, bound)
     }
 
     pub fn new_oids(&self, n: usize) -> Result<Vec<Oid>> {

@@ -201,3 +201,83 @@ fn index_rebuild_and_pack_log_progress_in_text_and_json() {
         assert!(dir.path().join("Data.fs.index").exists());
     }
 }
+
+#[test]
+fn backup_and_restore_log_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Data.fs");
+    bigfile::write(&path, 48, 200);
+    let size = std::fs::metadata(&path).unwrap().len();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let restored = dir.path().join("restored.fs");
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_zeod"))
+            .args(args)
+            .env("ZEOD_PROGRESS_INTERVAL", "0.01")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(out.status.success(), "zeod {args:?}: {stderr}");
+        parse_text(&stderr).0
+    };
+    let lines = run(&[
+        "backup".as_ref(),
+        "-r".as_ref(),
+        repo.as_os_str(),
+        "-f".as_ref(),
+        path.as_os_str(),
+    ]);
+    let copy = lines
+        .iter()
+        .find(|l| l.task.starts_with("copy "))
+        .unwrap_or_else(|| panic!("no copy progress: {lines:#?}"))
+        .task
+        .clone();
+    check_task(&lines, &copy, size);
+
+    let lines = run(&[
+        "restore".as_ref(),
+        "-r".as_ref(),
+        repo.as_os_str(),
+        "-o".as_ref(),
+        restored.as_os_str(),
+    ]);
+    check_task(&lines, &format!("restore -> {}", restored.display()), size);
+    assert_eq!(
+        std::fs::read(&restored).unwrap(),
+        std::fs::read(&path).unwrap()
+    );
+}
+
+/// On a terminal the same work draws a bar instead of logging lines.
+/// `script` (util-linux) gives the command a pseudo-terminal.
+#[test]
+fn a_terminal_gets_a_bar_instead_of_log_lines() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: no `script` (util-linux) to run zeod on a pseudo-terminal");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Data.fs");
+    bigfile::write(&path, 48, 200);
+    let command = format!("{} check {}", env!("CARGO_BIN_EXE_zeod"), path.display());
+    let out = Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .env("ZEOD_PROGRESS_INTERVAL", "0.01")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.contains("no errors detected"), "{screen}");
+    // Redrawn in place: carriage returns, the task, a bar, a percentage.
+    assert!(screen.contains('\r'), "{screen}");
+    assert!(screen.contains("check ["), "{screen}");
+    assert!(screen.contains("MiB"), "{screen}");
+    assert!(
+        !screen.contains(": progress "),
+        "log lines on a terminal: {screen}"
+    );
+}

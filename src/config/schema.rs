@@ -125,11 +125,17 @@ fn zeo_section(section: &Section, layer: &mut Layer, notes: &mut Notes) -> Resul
             "read-only" => layer.read_only = Some(boolean(key)?),
             "invalidation-queue-size" => layer.invalidation_queue_size = Some(integer(key)?),
             "invalidation-age" => layer.invalidation_age = Some(float(key)?),
+            "invalidation-max-oids" => layer.invalidation_max_oids = Some(integer(key)?),
             "transaction-timeout" => layer.transaction_timeout = Some(float(key)?),
             "pid-filename" => layer.pid_file = Some(key.value.clone().into()),
             "client-conflict-resolution" => layer.client_conflict_resolution = Some(boolean(key)?),
             "msgpack" => layer.msgpack = Some(boolean(key)?),
             "metrics-address" => layer.metrics = Some(key.value.clone()),
+            // zeod's limits (docs/SECURITY.md); runzeo has none of them.
+            "max-frame-size" => layer.max_frame_size = Some(byte_size(key)?),
+            "max-connections" => layer.max_connections = Some(integer(key)?),
+            "max-output-buffer" => layer.max_output_buffer = Some(byte_size(key)?),
+            "handshake-timeout" => layer.handshake_timeout = Some(float(key)?),
             "monitor-address"
             | "drop-cache-rather-verify"
             | "authentication-protocol"
@@ -295,6 +301,11 @@ fn storage_section(section: &Section) -> Result<StorageLayer, SchemaError> {
             "pack-keep-old" => storage.pack_keep_old = Some(boolean(key)?),
             "pack-schedule" => storage.pack_schedule = Some(key.value.clone()),
             "pack-days" => storage.pack_days = Some(float(key)?),
+            "backup-schedule" => storage.backup_schedule = Some(key.value.clone()),
+            "backup-repository" => storage.backup_repository = Some(key.value.clone().into()),
+            "backup-keep" => storage.backup_keep = Some(integer(key)?),
+            "backup-full-every" => storage.backup_full_every = Some(integer(key)?),
+            "backup-gzip" => storage.backup_gzip = Some(boolean(key)?),
             // A Python callable; zeod has one packer.
             "packer" => {}
             other => {

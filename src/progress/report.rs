@@ -1,6 +1,6 @@
 //! Showing a [`Progress`]: a thread that reads it a few times a second and
 //! draws an indicatif bar (stderr is a terminal) or logs a `progress` line
-//! every `ZEOD_PROGRESS_INTERVAL` seconds (default 5) with percent, rate
+//! every [`super::log_interval`] (default 5 s) with percent, rate
 //! and ETA as structured fields, so JSON logs carry them as numbers.
 //! Work shorter than one interval logs nothing extra.
 
@@ -9,10 +9,11 @@ use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressStyle};
 use tracing::{info, warn};
 
-use super::{Progress, Snapshot, Unit};
+use super::{log_interval, Progress, Snapshot, Unit};
+use crate::telemetry::progress_bars;
 
 /// How to show progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,19 +24,8 @@ pub enum Style {
     Log,
 }
 
-const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 const BAR_TICK: Duration = Duration::from_millis(100);
 const LOG_TICK: Duration = Duration::from_millis(250);
-
-/// `ZEOD_PROGRESS_INTERVAL`: seconds between log lines (fractions allowed).
-fn log_interval() -> Duration {
-    std::env::var("ZEOD_PROGRESS_INTERVAL")
-        .ok()
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s > 0.0)
-        .and_then(|s| Duration::try_from_secs_f64(s).ok())
-        .unwrap_or(DEFAULT_INTERVAL)
-}
 
 /// Shows a [`Progress`] until dropped.
 pub struct Reporter {
@@ -231,7 +221,7 @@ impl BarView {
         };
         if self.bar.as_ref().is_none_or(|(task, _)| *task != s.task) {
             self.end();
-            let bar = ProgressBar::with_draw_target(Some(s.total), ProgressDrawTarget::stderr());
+            let bar = progress_bars().add(ProgressBar::new(s.total));
             let template = match s.unit {
                 Unit::Bytes => "{msg} [{wide_bar}] {percent:>3}% {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
                 Unit::Files => "{msg} [{wide_bar}] {percent:>3}% {human_pos}/{human_len} files {per_sec} ETA {eta}",
@@ -242,19 +232,20 @@ impl BarView {
             self.bar = Some((s.task.clone(), bar));
         }
         if let Some((_, bar)) = &self.bar {
-            bar.set_length(s.total);
-            bar.set_position(s.done.min(s.total));
             bar.set_message(if s.phase.is_empty() {
                 s.task.clone()
             } else {
                 format!("{} ({})", s.task, s.phase)
             });
+            bar.set_length(s.total);
+            bar.set_position(s.done.min(s.total));
         }
     }
 
     fn end(&mut self) {
         if let Some((_, bar)) = self.bar.take() {
             bar.finish_and_clear();
+            progress_bars().remove(&bar);
         }
     }
 }

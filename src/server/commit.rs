@@ -351,6 +351,9 @@ impl Connection {
         if let Some(txn) = self.txn.as_mut() {
             txn.ops = ops;
         }
+        if self.z4.is_some() {
+            return self.z4_vote_outcome(outcome, guard, since, msgid).await;
+        }
         match outcome {
             VoteOutcome::Voted {
                 txn,
@@ -524,7 +527,7 @@ impl Connection {
     }
 
     /// Drops the transaction log and any blob files it still owns.
-    fn forget_transaction(&mut self) {
+    pub(super) fn forget_transaction(&mut self) {
         if let Some(txn) = self.txn.take() {
             for file in txn.blob_files() {
                 let _ = std::fs::remove_file(file);

@@ -18,6 +18,7 @@ use super::commit::LockState;
 use super::dispatch::{self, Args, CallError};
 use super::exported::{ConnId, Exported, Peer};
 use super::iterators::Iterators;
+use super::legacy::{self, Z4Protocol};
 use super::outbound::{self, Outbound, Slot};
 use super::txnlog::PendingTxn;
 use super::wire;
@@ -25,8 +26,6 @@ use super::Shared;
 use crate::protocol::FrameCodec;
 use crate::protocol::{Encoding, Message, Value};
 
-/// A client that connects but sends no handshake within this time is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// On shutdown, a connection holding the commit lock gets this long to
 /// finish (or abort) its transaction.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -36,6 +35,8 @@ pub(super) struct Connection {
     pub address: String,
     pub shared: Arc<Shared>,
     pub encoding: Encoding,
+    /// The protocol of a ZEO 4-era client; `None` for ZEO 5/6 (`Z5`/`M5`).
+    pub z4: Option<Z4Protocol>,
     /// Set by the first RPC frame (pickle protocol 3 or older).
     pub encoding_settled: bool,
     pub out: Outbound,
@@ -62,14 +63,15 @@ where
     let (reader, writer) = tokio::io::split(stream);
     let (reader, writer) = shared.metrics.count_io(reader, writer);
     let mut frames = FramedRead::new(reader, wire::frame_codec(shared.config.max_frame_size));
-    let (out, rx) = Outbound::new();
+    let (out, rx) = Outbound::new(shared.config.max_output_buffer);
     let kill = CancellationToken::new();
     let writer = tokio::spawn(outbound::write_frames(rx, writer, kill.clone(), id));
 
     let greeting: &[u8] = if shared.config.msgpack { b"M5" } else { b"Z5" };
     let _ = out.try_push(greeting.to_vec());
+    let handshake_timeout = shared.config.handshake_timeout;
     let handshake = tokio::select! {
-        frame = tokio::time::timeout(HANDSHAKE_TIMEOUT, frames.next()) => frame,
+        frame = tokio::time::timeout(handshake_timeout, frames.next()) => frame,
         _ = shared.shutdown.cancelled() => Ok(None),
     };
     let first_frame = match &handshake {
@@ -81,20 +83,27 @@ where
         .connection(crate::metrics::Protocol::classify(first_frame));
     let encoding = match handshake {
         Ok(Some(Ok(frame))) => match &frame[..] {
-            b"Z5" => Some(Encoding::Pickle3),
-            b"M5" => Some(Encoding::Msgpack),
+            b"Z5" => Some((Encoding::Pickle3, None)),
+            b"M5" => Some((Encoding::Msgpack, None)),
             b"ruok" => {
                 let status = super::ruok_json(&shared);
                 tracing::debug!(conn = id, peer = %address, "ruok");
                 let _ = out.try_push(status.into_bytes());
                 None
             }
-            b"Z4" | b"Z3101" | b"Z310" | b"Z309" | b"Z308" => {
+            chosen if Z4Protocol::parse(chosen).is_some() => {
+                let z4 = Z4Protocol::parse(chosen);
+                tracing::debug!(conn = id, peer = %address, protocol = z4.map(Z4Protocol::id).unwrap_or_default(), "ZEO 4-era client");
+                // The pickle protocol follows from the first RPC frame.
+                Some((Encoding::Pickle3, z4))
+            }
+            chosen if legacy::is_pre_z309(chosen) => {
                 tracing::warn!(
                     conn = id,
                     peer = %address,
-                    protocol = %String::from_utf8_lossy(&frame),
-                    "refusing a ZEO 4 / ZODB 3 client: zeod speaks the ZEO 5 protocol (ZEO >= 5.0 clients)"
+                    protocol = %String::from_utf8_lossy(chosen),
+                    "refusing a ZEO 2 / ZODB <= 3.8 client: its versioned protocol is not served \
+                     (zeod serves Z309 and newer: ZODB 3.9/3.10, ZEO 4, 5, 6; see docs/LEGACY.md)"
                 );
                 None
             }
@@ -114,16 +123,17 @@ where
         }
         Ok(None) => None,
         Err(_) => {
-            tracing::info!(conn = id, peer = %address, "no handshake within {HANDSHAKE_TIMEOUT:?}");
+            tracing::info!(conn = id, peer = %address, "no handshake within {handshake_timeout:?}");
             None
         }
     };
-    if let Some(encoding) = encoding {
+    if let Some((encoding, z4)) = encoding {
         let mut conn = Connection {
             id,
             address,
             shared,
             encoding,
+            z4,
             encoding_settled: encoding == Encoding::Msgpack,
             out,
             kill,
@@ -241,6 +251,9 @@ impl Connection {
             // Heartbeats (and stray replies) need no answer.
             return Ok(());
         }
+        if self.z4.is_some() {
+            return self.handle_z4(message).await;
+        }
         let one_way = dispatch::truthy(&message.flags);
         let started = std::time::Instant::now();
         let result = if self.exported.is_none() {
@@ -278,6 +291,9 @@ impl Connection {
         result: Result<Value, CallError>,
     ) -> Result<Vec<u8>, String> {
         let (flags, args) = match result {
+            Ok(value) if self.z4.is_some() && self.encoding == Encoding::Pickle1 => {
+                (0, legacy::native_keys(value))
+            }
             Ok(value) => (0, value),
             Err(CallError::Raise { class, state }) => {
                 self.shared.metrics.rpc_error(class);
@@ -293,7 +309,11 @@ impl Connection {
                 } else {
                     tracing::warn!(conn = self.id, peer = %self.address, class, state = %short(&state), "error reply");
                 }
-                (2, Value::Tuple(vec![Value::Str(class.to_string()), state]))
+                if self.z4.is_some() {
+                    (0, legacy::error_value(self.encoding, class, state))
+                } else {
+                    (2, Value::Tuple(vec![Value::Str(class.to_string()), state]))
+                }
             }
             Err(CallError::Close(reason)) => return Err(reason),
         };
@@ -351,7 +371,7 @@ impl Connection {
     }
 
     /// `register(storage, read_only[, credentials])`.
-    async fn register(&mut self, args: &Value) -> Result<Value, CallError> {
+    pub(super) async fn register(&mut self, args: &Value) -> Result<Value, CallError> {
         let a = Args::new("register", args)?;
         a.arity(2, 3)?;
         let name = a.text(0)?;

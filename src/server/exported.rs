@@ -150,11 +150,12 @@ impl Exported {
             let Some(bytes) = &encoded[index].1 else {
                 continue;
             };
-            if peer.out.try_push(bytes.clone()).is_err() {
+            if let Err(full) = peer.out.try_push(bytes.clone()) {
                 tracing::warn!(
                     storage = %self.name,
                     conn = id,
                     peer = %peer.address,
+                    queued_bytes = full.queued,
                     "outbound queue full (client not reading); disconnecting it"
                 );
                 peer.kill.cancel();

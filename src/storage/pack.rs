@@ -105,6 +105,54 @@ pub(super) fn pack(s: &FileStorage, pack_time: Tid, gc: bool) -> Result<()> {
     result
 }
 
+/// Puts the packed file in place of `Data.fs` so that a crash at any
+/// instant leaves a complete `Data.fs`, old or new, and never an index
+/// that belongs to the other one: the saved index (of the old file) is
+/// removed first, the old file is hard-linked as `.old` when it is kept,
+/// and one rename replaces `Data.fs`. Python's packer renames `Data.fs`
+/// away first, leaving an instant without one; that sequence remains the
+/// fallback where hard links are not supported. True if `.old` exists
+/// afterwards.
+fn swap_in(s: &FileStorage, pack_path: &Path, old_path: &Path) -> Result<bool> {
+    let index_path = index_file::index_path(&s.path);
+    match std::fs::remove_file(&index_path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(format!("removing {}", index_path.display()))(e)),
+    }
+    let linked = s.options.pack_keep_old && std::fs::hard_link(&s.path, old_path).is_ok();
+    if s.options.pack_keep_old && !linked {
+        std::fs::rename(&s.path, old_path)
+            .map_err(io(format!("renaming {} to .old", s.path.display())))?;
+    }
+    if let Err(e) = std::fs::rename(pack_path, &s.path) {
+        if s.options.pack_keep_old && !linked {
+            // Put the original back: nothing is lost.
+            let _ = std::fs::rename(old_path, &s.path);
+        }
+        // The old file stays in service; so may its index.
+        let _ = s.save_index();
+        return Err(io(format!("renaming {} into place", pack_path.display()))(
+            e,
+        ));
+    }
+    // The rename must be on disk before commits to the new file are
+    // acknowledged, or a power loss could bring the old file back.
+    if let Some(dir) = s.path.parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        // The new file is in place now: failing here would leave the
+        // storage writing to the old one. A warning is all it can be.
+        if let Err(err) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+            tracing::warn!(dir = %dir.display(), %err, "pack: cannot sync the directory after the rename");
+        }
+    }
+    Ok(s.options.pack_keep_old)
+}
+
 fn pack_into(
     s: &FileStorage,
     pack_time: Tid,
@@ -167,15 +215,7 @@ fn pack_into(
     progress.set(eof + end);
     out.sync()?;
 
-    std::fs::rename(&s.path, old_path)
-        .map_err(io(format!("renaming {} to .old", s.path.display())))?;
-    if let Err(e) = std::fs::rename(pack_path, &s.path) {
-        // Put the original back: nothing is lost.
-        let _ = std::fs::rename(old_path, &s.path);
-        return Err(io(format!("renaming {} into place", pack_path.display()))(
-            e,
-        ));
-    }
+    let keep_old = swap_in(s, pack_path, old_path)?;
     let new_end = out.pos;
     let PackOut {
         file: new_file,
@@ -194,7 +234,6 @@ fn pack_into(
     }
     // Still holding the slot: no vote can install a blob into a directory
     // the cleanup is pruning.
-    let keep_old = s.options.pack_keep_old;
     if let Some(blobs) = &s.blobs {
         blobs.remove_dropped(&dropped, keep_old);
     }
@@ -208,9 +247,6 @@ fn pack_into(
 
     if let (Some(blobs), true) = (&s.blobs, keep_old) {
         blobs.link_kept_into_old();
-    }
-    if !keep_old {
-        std::fs::remove_file(old_path).map_err(io(format!("removing {}", old_path.display())))?;
     }
     let index_path = index_file::index_path(&s.path);
     s.save_index()?;

@@ -268,7 +268,7 @@ def zeod(*args):
                           text=True, timeout=60)
 
 
-def test_health_and_status_over_tls(server, pki):
+def test_health_status_and_pack_over_tls(server, pki):
     plain = zeod("health", server.address, "--timeout", "2")
     assert plain.returncode == 1, plain.stdout
     flags = ["--ssl-ca", pki.ca, "--ssl-certificate", pki.client,
@@ -284,6 +284,9 @@ def test_health_and_status_over_tls(server, pki):
     summary = json.loads(status.stdout)
     assert [s["name"] for s in summary["storages"]] == ["1"]
     assert summary["storages"][0].get("info_error") is None, summary
+    pack = zeod("pack", server.address, *flags)
+    assert pack.returncode == 0, pack.stdout + pack.stderr
+    assert wait_for_log(server, r"pack"), server.log_text()
     # The same from the environment (what the image's HEALTHCHECK sees).
     env = dict(os.environ, ZEOD_CLIENT_SSL_CA=pki.ca,
                ZEOD_CLIENT_SSL_CERTIFICATE=pki.pinned,

@@ -1,0 +1,307 @@
+"""A Python 2.7 ZEO 4 client and a ZEO 6 client on one zeod storage.
+
+The ZEO 4 client runs in its own process (z4_worker.py in the Python 2.7
+venv of venv.sh: ZEO 4.3.1, ZODB 4.4.5), the ZEO 6 client in this one (the
+venv of tests/python/venv.sh). What a site mid-migration relies on: each
+sees the other's commits, write conflicts raise ConflictError, conflicts
+the server can resolve (BTrees.Length) commit, and the old client comes
+back after a server restart, quickly or by full cache verification.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import transaction
+from BTrees.Length import Length
+from persistent.mapping import PersistentMapping
+from ZEO.ClientStorage import ClientStorage
+from ZODB import DB
+from ZODB.POSException import ConflictError
+from ZODB.utils import u64
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
+import zeod_forker  # noqa: E402
+
+PY27 = os.environ.get("ZEOD_PYTHON27")
+KEYS = ["k%02d" % i for i in range(10)]
+
+
+class Z4:
+    """The handle on one ZEO 4 client process."""
+
+    def __init__(self, log_dir, name):
+        self.name = name
+        self.log = open(os.path.join(log_dir, "z4-%s.log" % name), "ab")
+        self.process = subprocess.Popen(
+            [PY27, os.path.join(HERE, "z4_worker.py")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
+
+    def call(self, method, *args):
+        self.process.stdin.write((json.dumps([method, args]) + "\n").encode())
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError("ZEO 4 worker %s died (see %s)"
+                               % (self.name, self.log.name))
+        reply = json.loads(line)
+        if "error" in reply:
+            raise RuntimeError("%s: %s: %s" % (self.name, reply["error"],
+                                               reply["message"]))
+        return reply["ok"]
+
+    def stop(self):
+        try:
+            self.process.stdin.close()
+            self.process.wait(30)
+        except (OSError, subprocess.TimeoutExpired):
+            self.process.kill()
+            self.process.wait(10)
+        self.log.close()
+
+
+class Z6:
+    """A ZEO 6 client in this process, same data model as z4_worker."""
+
+    def __init__(self, addr):
+        self.storage = ClientStorage(addr, wait_timeout=30,
+                                     min_disconnect_poll=0.2,
+                                     max_disconnect_poll=1)
+        self.db = DB(self.storage)
+        self.tm = transaction.TransactionManager()
+        self.conn = self.db.open(self.tm)
+        self.root = self.conn.root()
+
+    def write(self, keys, value):
+        self.tm.begin()
+        for k in keys:
+            self.root[k]["v"] = value
+        self.tm.commit()
+
+    def read(self, keys):
+        self.tm.begin()
+        values = {k: self.root[k]["v"] for k in keys if k in self.root}
+        self.tm.abort()
+        return values
+
+    def wait_for(self, expected, timeout=30):
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.read(list(expected))
+            if got == expected or time.monotonic() > deadline:
+                return got
+            time.sleep(0.05)
+
+    def close(self):
+        self.tm.abort()
+        self.db.close()
+
+
+class Server:
+    """zeod on a fixed port over one Data.fs; restartable."""
+
+    def __init__(self, directory, zeo_conf=None):
+        self.directory = directory
+        self.zeo_conf = zeo_conf
+        self.port = 0
+        self.stop = None
+
+    def start(self):
+        old = os.getcwd()
+        os.chdir(self.directory)
+        try:
+            self.addr, self.stop = zeod_forker.start_external(
+                port=self.port, keep=True, zeo_conf=self.zeo_conf)
+        finally:
+            os.chdir(old)
+        self.port = self.addr[1]
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+
+@pytest.fixture
+def setup(tmp_path, request):
+    if not PY27:
+        pytest.fail("ZEOD_PYTHON27 names no Python 2.7 (tests/legacy/run sets it)")
+    zeod_forker.current_test = "legacy-" + request.node.name
+    zeod_forker.current_logs = []
+    (tmp_path / "server").mkdir()
+    log_dir = zeod_forker.LOG_DIR
+    os.makedirs(log_dir, exist_ok=True)
+    opened = []
+
+    def start(zeo_conf=None):
+        server = Server(str(tmp_path / "server"), zeo_conf)
+        server.start()
+        opened.append(server)
+        return server
+
+    def z4(server, name, cache=True):
+        w = Z4(log_dir, "%s-%s" % (request.node.name, name))
+        opened.append(w)
+        args = (list(server.addr), name, str(tmp_path)) if cache else (
+            list(server.addr),)
+        assert w.call("open", *args) == "Z4"
+        return w
+
+    def z6(server):
+        c = Z6(server.addr)
+        opened.append(c)
+        return c
+
+    yield start, z4, z6
+    for thing in reversed(opened):
+        if isinstance(thing, Z4):
+            thing.stop()
+        elif isinstance(thing, Z6):
+            thing.close()
+        elif thing.stop:
+            thing.stop()
+
+
+def test_each_sees_the_others_commits(setup):
+    start, z4, z6 = setup
+    server = start()
+    old = z4(server, "old")
+    new = z6(server)
+    old.call("create", KEYS)
+    values = {k: 0 for k in KEYS}
+    assert new.wait_for(values) == values
+    # Python 2 str values arrive as bytes, unicode as text.
+    old.call("write", KEYS[:3], "from zeo4")
+    values.update({k: "from zeo4" for k in KEYS[:3]})
+    assert new.wait_for(values) == values
+    new.write(KEYS[2:6], "from zeo6 \u00e9")
+    values.update({k: "from zeo6 \u00e9" for k in KEYS[2:6]})
+    assert old.call("wait_for", values, 30) == values
+    assert old.call("last_transaction") == u64(new.storage.lastTransaction())
+    info = old.call("info")
+    assert info["undo"] is True and info["len"] == len(KEYS) + 1
+
+
+def test_write_conflicts_raise_conflict_error(setup):
+    start, z4, z6 = setup
+    server = start()
+    old = z4(server, "old")
+    new = z6(server)
+    old.call("create", ["x"])
+    assert new.wait_for({"x": 0}) == {"x": 0}
+    # Both change x from the same state; the ZEO 6 client commits first.
+    old.call("prepare", "x", "old")
+    new.write(["x"], "new")
+    assert old.call("commit").startswith("ConflictError")
+    assert old.call("wait_for", {"x": "new"}, 30) == {"x": "new"}
+    # The other way round: the ZEO 6 client loses.
+    new.tm.begin()
+    new.root["x"]["v"] = "new again"
+    old.call("write", ["x"], "old again")
+    with pytest.raises(ConflictError):
+        new.tm.commit()
+    new.tm.abort()
+    assert new.wait_for({"x": "old again"}) == {"x": "old again"}
+    # The server's own answer to a stale serial (not the client's local
+    # check): ConflictError through serialnos, with oid, serials, class.
+    raised = old.call("stale_store", "x")
+    assert raised["error"] == "ConflictError"
+    assert raised["serials"] == raised["expected_serials"]
+    assert raised["class_name"] == "persistent.mapping.PersistentMapping"
+    assert raised["oid"] == old.call("oids", ["x"])["x"]
+    # And a missing object is a POSKeyError.
+    assert old.call("load_missing")["error"] == "POSKeyError"
+
+
+def test_conflicts_the_server_resolves_commit(setup):
+    start, z4, z6 = setup
+    server = start()
+    old = z4(server, "old")
+    new = z6(server)
+    old.call("counter_create", "n")
+    new.tm.begin()
+    assert new.root["n"]() == 0
+    new.tm.abort()
+    for round_ in range(3):
+        # The ZEO 4 client changes the counter, the ZEO 6 client commits a
+        # change in between: the server merges (serialnos says b'rs').
+        old.call("counter_prepare", "n", 1)
+        new.tm.begin()
+        new.root["n"].change(10)
+        new.tm.commit()
+        assert old.call("commit") == "committed"
+        # And the ZEO 6 client resolves against a ZEO 4 commit.
+        new.tm.begin()
+        new.root["n"].change(100)
+        old.call("counter_prepare", "n", 1000)
+        assert old.call("commit") == "committed"
+        new.tm.commit()
+    expected = 3 * 1111
+    assert old.call("counter_value", "n") in (expected, expected - 1000)
+    deadline = time.monotonic() + 30
+    while old.call("counter_value", "n") != expected:
+        assert time.monotonic() < deadline, "ZEO 4 client never saw the total"
+        time.sleep(0.05)
+    new.tm.begin()
+    assert new.root["n"]() == expected
+    new.tm.abort()
+
+
+def test_undo_from_the_zeo4_client(setup):
+    start, z4, z6 = setup
+    server = start()
+    old = z4(server, "old")
+    new = z6(server)
+    old.call("create", ["u"])
+    old.call("write", ["u"], "changed")
+    assert new.wait_for({"u": "changed"}) == {"u": "changed"}
+    old.call("undo_last_write")
+    assert old.call("read", ["u"]) == {"u": 0}
+    assert new.wait_for({"u": 0}) == {"u": 0}
+
+
+def test_reconnects_after_a_server_restart(setup):
+    start, z4, z6 = setup
+    server = start()
+    old = z4(server, "old")
+    old.call("create", KEYS)
+    values = {k: 0 for k in KEYS}
+    assert old.call("read", KEYS) == values
+    server.restart()
+    assert old.call("wait_connected", 30)
+    # The server answered getInvalidations from Data.fs: no verification.
+    assert old.call("verify_results")[-1] in (
+        "no verification", "quick verification"), old.call("verify_results")
+    new = z6(server)
+    new.write(KEYS[:4], "after restart")
+    values.update({k: "after restart" for k in KEYS[:4]})
+    assert old.call("wait_for", values, 30) == values
+    old.call("write", KEYS[4:6], "old after restart")
+    values.update({k: "old after restart" for k in KEYS[4:6]})
+    assert new.wait_for(values) == values
+
+
+def test_full_cache_verification_of_a_stale_persistent_cache(setup):
+    start, z4, z6 = setup
+    # Too short a queue to answer for what the old client missed.
+    server = start({"invalidation_queue_size": 1})
+    old = z4(server, "old")
+    old.call("create", KEYS)
+    values = {k: 0 for k in KEYS}
+    assert old.call("read", KEYS) == values
+    oids = old.call("oids", KEYS)
+    old.call("close")
+    new = z6(server)
+    for i, k in enumerate(KEYS[:3]):
+        new.write([k], "while away %d" % i)
+        values[k] = "while away %d" % i
+    assert old.call("open", list(server.addr), "old",
+                    os.path.dirname(server.directory)) == "Z4"
+    assert old.call("wait_connected", 30)
+    assert old.call("verify_results") == ["full verification"]
+    # verify/invalidateVerify dropped exactly the changed objects.
+    cached = old.call("cached", [oids[k] for k in KEYS])
+    assert sorted(cached) == sorted(oids[k] for k in KEYS[3:])
+    assert old.call("read", KEYS) == values
