@@ -7,7 +7,8 @@
 //! connection ([`connection`]): a reading loop that runs calls in order and
 //! a writer task draining a bounded queue ([`outbound`]). Calls are routed
 //! and their errors mapped to ZODB exceptions in [`dispatch`]; commits in
-//! [`commit`]; reads in [`reads`]; blobs in [`blobs`].
+//! [`commit`]; reads in [`reads`]; blobs in [`blobs`]; what ZEO 4-era
+//! clients (Z4, Z3101, Z310, Z309) get differently in [`legacy`].
 
 mod blobs;
 mod commit;
