@@ -6,14 +6,18 @@ Data.fs, and are driven by the same drivers:
 
 1. `zeod bench` (native, Rust): hot loadBefore with 1, 4, 16 connections
    (one request in flight each, like a ZEO client thread) and 16x8
-   pipelined; commits with 1, 4, 8 writers of 1 object, 8 writers of 10;
+   pipelined; commits with 1, 4, 8 writers of 1 object, 1 and 8 of 10;
    15 loading connections while one more commits (mixed).
 2. Real Python ZEO client processes (ClientStorage with its cache off for
    loads, ZODB transactions for commits, inserts into one shared OOBTree
    for conflict-heavy commits): server CPU per operation, which stays
    comparable when the Python clients are the bottleneck.
-3. Start-up time (index rebuild without Data.fs.index, then with it) and
-   RSS after opening a Data.fs of --objects objects.
+3. On a Data.fs of --objects live objects with history and garbage,
+   written by Python's FileStorage (makefs.py): start-up time on an empty
+   file, without Data.fs.index (index rebuild) and with it; RSS after
+   opening and after 100k loads; pack time (ClientStorage.pack, as
+   zeopack) alone and while `zeod bench` loads, and load latency during
+   the pack against the same loads with no pack running.
 
 Server CPU is utime+stime from /proc/PID/stat sampled around each phase;
 client CPU is what the driver processes report for themselves. This is a
@@ -200,9 +204,9 @@ def ratio(python_figure, zeod_figure, higher_is_better):
 def native_phases(quick):
     """(label, zeod bench args) of the native driver's runs."""
     loads = [(1, 1), (4, 1), (16, 1), (16, 8)]
-    commits = [(1, 1), (4, 1), (8, 1), (8, 10)]
+    commits = [(1, 1), (1, 10), (4, 1), (8, 1), (8, 10)]
     if quick:
-        loads, commits = [(1, 1), (4, 1), (16, 1)], [(1, 1), (4, 1)]
+        loads, commits = [(1, 1), (4, 1), (16, 1)], [(1, 1), (8, 1)]
     runs = [(f"load c={c} P={p}", ["--phases", "load", "-c", c, "-P", p]) for c, p in loads]
     runs += [(f"commit c={c} k={k}",
               ["--phases", "commit", "-c", c, "--objects-per-txn", k]) for c, k in commits]
@@ -218,8 +222,12 @@ def main():
     ap.add_argument("--runzeo", help="the venv's runzeo script")
     ap.add_argument("--quick", action="store_true", help="a run of about 90 s")
     ap.add_argument("--seconds", type=float, help="per phase (default 4, quick 1.5)")
-    ap.add_argument("--objects", type=int, help="objects of the start-up Data.fs "
-                    "(default 200000, quick 50000)")
+    ap.add_argument("--objects", type=int, help="live objects of the Data.fs of the "
+                    "start-up, memory and pack phases (default 200000, quick 50000)")
+    ap.add_argument("--phases", default="native,python,big", type=lambda v: v.split(","),
+                    help="which groups to run: native (zeod bench), python (ZEO "
+                    "client processes), big (start-up, RSS, pack on a large "
+                    "Data.fs); default all")
     ap.add_argument("--keys", type=int, default=5000, help="objects the loads read")
     ap.add_argument("--json-out", help="also write all figures here")
     ap.add_argument("--workdir", help="keep files here instead of a temp dir")
@@ -241,7 +249,8 @@ def main():
     results = {"machine": {
         "cpus": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
         "loadavg_at_start": os.getloadavg(), "kernel": platform.release()},
-        "seconds_per_phase": seconds, "native": {}, "python": {}, "startup": {}}
+        "seconds_per_phase": seconds, "native": {}, "python": {}, "startup": {},
+        "pack": {}}
     started = time.perf_counter()
     results["machine"]["fsyncs_per_second_at_start"] = fsyncs_per_second(work)
     log(f"zeod compare: work dir {work}, {seconds}s per phase, load average "
@@ -253,14 +262,17 @@ def main():
         servers = {}
         try:
             for kind, command in commands.items():
+                results["native"][kind], results["python"][kind] = {}, {}
+                if "native" not in args.phases and "python" not in args.phases:
+                    continue
                 d = os.path.join(work, kind)
                 os.makedirs(d, exist_ok=True)
                 servers[kind] = Server(kind, command, os.path.join(d, "Data.fs"))
-                results["native"][kind], results["python"][kind] = {}, {}
                 log(f"{kind}: setup of {args.keys} objects")
                 zeod_bench(args.zeod, servers[kind], "--setup", args.keys, "--phases", "none")
             kinds = list(servers)
-            for i, (label, bench_args) in enumerate(native_phases(args.quick)):
+            native = native_phases(args.quick) if "native" in args.phases else []
+            for i, (label, bench_args) in enumerate(native):
                 for kind in kinds if i % 2 == 0 else kinds[::-1]:
                     log(f"{kind}: zeod bench {label}")
                     report = zeod_bench(args.zeod, servers[kind], "--keys", args.keys,
@@ -272,7 +284,9 @@ def main():
             runs = [("load", 4, args.keys), ("commit", 2, 1), ("btree", 4, 10_000)] \
                 if args.quick else \
                 [("load", 4, args.keys), ("load", 8, args.keys),
-                 ("commit", 1, 1), ("commit", 4, 1), ("btree", 4, 10_000)]
+                 ("commit", 1, 1), ("commit", 8, 1), ("btree", 4, 10_000)]
+            if "python" not in args.phases:
+                runs = []
             for i, (mode, procs, count) in enumerate(runs):
                 label = f"{mode} {procs} processes"
                 for kind in kinds if i % 2 == 0 else kinds[::-1]:
@@ -284,35 +298,8 @@ def main():
                 server.stop()
 
         results["machine"]["fsyncs_per_second_after_phases"] = fsyncs_per_second(work)
-        # A big Data.fs, written once by zeod (quick to fill), copied for each.
-        big = os.path.join(work, "big")
-        os.makedirs(big, exist_ok=True)
-        source = os.path.join(big, "source.fs")
-        log(f"start-up: writing a Data.fs of {objects} objects")
-        writer = Server("zeod", commands["zeod"], source)
-        try:
-            zeod_bench(args.zeod, writer, "--setup", objects, "--setup-batch", 2000,
-                       "--phases", "none")
-        finally:
-            writer.stop()
-        for kind, command in commands.items():
-            path = os.path.join(big, f"{kind}.fs")
-            shutil.copyfile(source, path)
-            log(f"{kind}: start-up without an index")
-            server = Server(kind, command, path)
-            cold = {"seconds": server.startup, "rss_mib": server.rss(),
-                    "cpu_s": server.cpu()}
-            # Touch every object once so the RSS includes what serving them needs.
-            zeod_bench(args.zeod, server, "--keys", objects, "-c", 2, "-P", 16,
-                       "-n", min(objects, 100_000))
-            cold["rss_after_loads_mib"] = server.rss()
-            server.stop()
-            log(f"{kind}: start-up with its index")
-            server = Server(kind, command, path)
-            warm = {"seconds": server.startup, "rss_mib": server.rss()}
-            server.stop()
-            results["startup"][kind] = {"no_index": cold, "with_index": warm,
-                                        "datafs_mib": os.path.getsize(path) / 2**20}
+        if "big" in args.phases:
+            big_file_phases(args, commands, objects, seconds, work, results)
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
@@ -326,6 +313,115 @@ def main():
             json.dump(results, f, indent=2)
 
 
+def copy_datafs(source, path, with_index):
+    for suffix in ("", ".index", ".old", ".pack", ".lock", ".tmp"):
+        if os.path.exists(path + suffix):
+            os.unlink(path + suffix)
+    shutil.copyfile(source, path)
+    if with_index:
+        shutil.copyfile(source + ".index", path + ".index")
+
+
+def remove_datafs(path):
+    for suffix in ("", ".index", ".old", ".pack", ".lock", ".tmp"):
+        if os.path.exists(path + suffix):
+            os.unlink(path + suffix)
+
+
+def big_file_phases(args, commands, objects, seconds, work, results):
+    """Start-up (index rebuild, saved index), RSS and pack, on a Data.fs of
+    `objects` live objects with history and garbage written by Python."""
+    big = os.path.join(work, "big")
+    os.makedirs(big, exist_ok=True)
+    source = os.path.join(big, "source.fs")
+    log(f"big file: Python FileStorage writes {objects} objects (benches/makefs.py)")
+    out = subprocess.run([args.python, os.path.join(HERE, "makefs.py"), source, str(objects)],
+                         capture_output=True, text=True, timeout=7200, check=True)
+    made = json.loads(out.stdout)
+    made["datafs_mib"] = os.path.getsize(source) / 2**20
+    results["bigfile"] = made
+    kinds = list(commands)
+    try:
+        for kind in kinds:
+            # Start-up of the program itself: Python's interpreter and
+            # imports, for runzeo; what the rebuild figure must not include.
+            path = os.path.join(big, f"empty-{kind}.fs")
+            server = Server(kind, commands[kind], path)
+            empty = {"seconds": server.startup, "rss_mib": server.rss()}
+            server.stop()
+            remove_datafs(path)
+            path = os.path.join(big, f"{kind}.fs")
+            copy_datafs(source, path, with_index=False)
+            log(f"{kind}: start-up without an index ({made['datafs_mib']:.0f} MiB)")
+            server = Server(kind, commands[kind], path)
+            cold = {"seconds": server.startup, "rss_mib": server.rss(),
+                    "cpu_s": server.cpu()}
+            # Touch objects so the RSS includes what serving them needs.
+            zeod_bench(args.zeod, server, "--keys", objects, "-c", 2, "-P", 16,
+                       "-n", min(objects, 100_000))
+            cold["rss_after_loads_mib"] = server.rss()
+            server.stop()
+            log(f"{kind}: start-up with its index")
+            server = Server(kind, commands[kind], path)
+            warm = {"seconds": server.startup, "rss_mib": server.rss()}
+            server.stop()
+            remove_datafs(path)
+            results["startup"][kind] = {"empty": empty, "no_index": cold, "with_index": warm,
+                                        "datafs_mib": made["datafs_mib"]}
+        keys = min(args.keys, objects)
+        load = ["--keys", keys, "-c", 4, "-P", 1]
+        for i, kind in enumerate(kinds):
+            path = os.path.join(big, f"pack-{kind}.fs")
+            copy_datafs(source, path, with_index=True)
+            server = Server(kind, commands[kind], path)
+            try:
+                log(f"{kind}: loads with no pack running")
+                idle = zeod_bench(args.zeod, server, *load, "-d", seconds)["phases"][0]
+                log(f"{kind}: pack, no other load")
+                cpu0 = server.cpu()
+                alone = python_pack(args.python, server)
+                alone["server_cpu_s"] = server.cpu() - cpu0
+            finally:
+                server.stop()
+            packed_mib = os.path.getsize(path) / 2**20
+            copy_datafs(source, path, with_index=True)
+            server = Server(kind, commands[kind], path)
+            try:
+                log(f"{kind}: pack while 4 connections load")
+                busy = python_pack(args.python, server, lambda pid: zeod_bench(
+                    args.zeod, server, *load, "-d", 3600, "--while-pid", pid))
+            finally:
+                server.stop()
+                remove_datafs(path)
+            results["pack"][kind] = {"idle_loads": idle, "alone": alone, "under_load": busy,
+                                     "packed_mib": packed_mib,
+                                     "datafs_mib": made["datafs_mib"]}
+    finally:
+        remove_datafs(source)
+
+
+def python_pack(python, server, meanwhile=None):
+    """Times one ClientStorage.pack() to now (pyclient.py pack); with
+    `meanwhile`, calls it with the pack client's pid right after the go."""
+    script = os.path.join(HERE, "pyclient.py")
+    proc = subprocess.Popen([python, script, "pack", server.address, "0", "0"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    if proc.stdout.readline().strip() != "ready":
+        raise RuntimeError("python pack client failed to connect")
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    during = meanwhile(proc.pid) if meanwhile else None
+    result = json.loads(proc.stdout.readline())
+    proc.stdin.close()
+    proc.wait(60)
+    if result["errors"]:
+        raise RuntimeError("pack failed")
+    out = {"seconds": result["seconds"]}
+    if during is not None:
+        out["loads"] = during["phases"][0]
+    return out
+
+
 def pair(py, rs, fmt):
     cell = lambda v: "-" if v is None else fmt.format(v)
     return f"{cell(py)} / {cell(rs)}"
@@ -337,65 +433,122 @@ def print_report(results, objects):
     m = results["machine"]
     print(f"zeod vs runzeo on {m['cpus']} CPUs ({m['cpu']}, Linux {m['kernel']}); "
           f"{results['seconds_per_phase']}s per phase; {results['total_seconds']:.0f}s in all")
-    if "loadavg_at_end" in m:
+    if "fsyncs_per_second_after_phases" in m:
         print(f"machine load average {m['loadavg_at_start'][0]:.1f} at start, "
               f"{m['loadavg_at_end'][0]:.1f} at end; 300-byte append+fsync: "
               f"{m['fsyncs_per_second_at_start']:.0f}/s at start, "
               f"{m['fsyncs_per_second_after_phases']:.0f}/s after the phases")
     nat = results["native"]
-    print("\nNative driver (`zeod bench`, pickle); cells are runzeo / zeod\n")
-    print("| run | ops/s | zeod × | p50 ms | p99 ms | server µs/op | zeod × "
-          "| server cores | server starved | driver µs/op | errors |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for label in nat["runzeo"]:
-        py, rs = nat["runzeo"][label], nat["zeod"][label]
-        print(f"| {label} "
-              f"| {pair(py['ops_per_sec'], rs['ops_per_sec'], '{:.0f}')} "
-              f"| {ratio(py['ops_per_sec'], rs['ops_per_sec'], True)} "
-              f"| {pair(py['latency_us']['p50'] / 1e3, rs['latency_us']['p50'] / 1e3, '{:.2f}')} "
-              f"| {pair(py['latency_us']['p99'] / 1e3, rs['latency_us']['p99'] / 1e3, '{:.2f}')} "
-              f"| {pair(py['server_cpu_us_per_op'], rs['server_cpu_us_per_op'], '{:.0f}')} "
-              f"| {ratio(py['server_cpu_us_per_op'], rs['server_cpu_us_per_op'], False)} "
-              f"| {pair(py['server_cpu_s'] / py['seconds'], rs['server_cpu_s'] / rs['seconds'], '{:.2f}')} "
-              f"| {pair(py.get('server_runqueue_wait_share'), rs.get('server_runqueue_wait_share'), '{:.2f}')} "
-              f"| {pair(py['client_cpu_us_per_op'], rs['client_cpu_us_per_op'], '{:.0f}')} "
-              f"| {py['errors']} / {rs['errors']} |")
+    if nat.get("runzeo"):
+        print("\nNative driver (`zeod bench`, pickle); cells are runzeo / zeod\n")
+        print("| run | ops/s | zeod × | p50 ms | p99 ms | server µs/op | zeod × "
+              "| server cores | server starved | driver µs/op | errors |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for label in nat["runzeo"]:
+            py, rs = nat["runzeo"][label], nat["zeod"][label]
+            print(f"| {label} "
+                  f"| {pair(py['ops_per_sec'], rs['ops_per_sec'], '{:.0f}')} "
+                  f"| {ratio(py['ops_per_sec'], rs['ops_per_sec'], True)} "
+                  f"| {pair(py['latency_us']['p50'] / 1e3, rs['latency_us']['p50'] / 1e3, '{:.2f}')} "
+                  f"| {pair(py['latency_us']['p99'] / 1e3, rs['latency_us']['p99'] / 1e3, '{:.2f}')} "
+                  f"| {pair(py['server_cpu_us_per_op'], rs['server_cpu_us_per_op'], '{:.0f}')} "
+                  f"| {ratio(py['server_cpu_us_per_op'], rs['server_cpu_us_per_op'], False)} "
+                  f"| {pair(py['server_cpu_s'] / py['seconds'], rs['server_cpu_s'] / rs['seconds'], '{:.2f}')} "
+                  f"| {pair(py.get('server_runqueue_wait_share'), rs.get('server_runqueue_wait_share'), '{:.2f}')} "
+                  f"| {pair(py['client_cpu_us_per_op'], rs['client_cpu_us_per_op'], '{:.0f}')} "
+                  f"| {py['errors']} / {rs['errors']} |")
 
     pyr = results["python"]
-    print("\nPython ZEO 6 client processes; cells are runzeo / zeod\n")
-    print("| run | ops/s | zeod × | server µs/op | zeod × | server cores "
-          "| server starved | client µs/op | conflicts | errors |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for label in pyr["runzeo"]:
-        py, rs = pyr["runzeo"][label], pyr["zeod"][label]
-        print(f"| {label} "
-              f"| {pair(py['ops_per_sec'], rs['ops_per_sec'], '{:.0f}')} "
-              f"| {ratio(py['ops_per_sec'], rs['ops_per_sec'], True)} "
-              f"| {pair(py['server_us_per_op'], rs['server_us_per_op'], '{:.0f}')} "
-              f"| {ratio(py['server_us_per_op'], rs['server_us_per_op'], False)} "
-              f"| {pair(py['server_cores'], rs['server_cores'], '{:.2f}')} "
-              f"| {pair(py.get('server_runqueue_wait_share'), rs.get('server_runqueue_wait_share'), '{:.2f}')} "
-              f"| {pair(py['client_us_per_op'], rs['client_us_per_op'], '{:.0f}')} "
-              f"| {py.get('conflicts', 0)} / {rs.get('conflicts', 0)} "
-              f"| {py['errors']} / {rs['errors']} |")
-    print("\n(btree = every process inserts random keys into one shared OOBTree; "
-          "ops are successful commits, conflicts the ConflictErrors retried.)")
+    if pyr.get("runzeo"):
+        print("\nPython ZEO 6 client processes; cells are runzeo / zeod\n")
+        print("| run | ops/s | zeod × | server µs/op | zeod × | server cores "
+              "| server starved | client µs/op | conflicts | errors |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for label in pyr["runzeo"]:
+            py, rs = pyr["runzeo"][label], pyr["zeod"][label]
+            print(f"| {label} "
+                  f"| {pair(py['ops_per_sec'], rs['ops_per_sec'], '{:.0f}')} "
+                  f"| {ratio(py['ops_per_sec'], rs['ops_per_sec'], True)} "
+                  f"| {pair(py['server_us_per_op'], rs['server_us_per_op'], '{:.0f}')} "
+                  f"| {ratio(py['server_us_per_op'], rs['server_us_per_op'], False)} "
+                  f"| {pair(py['server_cores'], rs['server_cores'], '{:.2f}')} "
+                  f"| {pair(py.get('server_runqueue_wait_share'), rs.get('server_runqueue_wait_share'), '{:.2f}')} "
+                  f"| {pair(py['client_us_per_op'], rs['client_us_per_op'], '{:.0f}')} "
+                  f"| {py.get('conflicts', 0)} / {rs.get('conflicts', 0)} "
+                  f"| {py['errors']} / {rs['errors']} |")
+        print("\n(btree = every process inserts random keys into one shared OOBTree; "
+              "ops are successful commits, conflicts the ConflictErrors retried.)")
 
     st = results["startup"]
-    py, rs = st["runzeo"], st["zeod"]
-    print(f"\nStart-up on a Data.fs of {objects} objects ({py['datafs_mib']:.0f} MiB)\n")
-    print("| figure | runzeo | zeod | zeod × |")
-    print("|---|---|---|---|")
-    for label, a, b, fmt in [
-        ("start, no index (rebuild), s", py["no_index"]["seconds"], rs["no_index"]["seconds"], "{:.2f}"),
-        ("start, with index, s", py["with_index"]["seconds"], rs["with_index"]["seconds"], "{:.2f}"),
-        ("RSS after open (rebuilt), MiB", py["no_index"]["rss_mib"], rs["no_index"]["rss_mib"], "{:.1f}"),
-        ("RSS after loads, MiB", py["no_index"]["rss_after_loads_mib"],
-         rs["no_index"]["rss_after_loads_mib"], "{:.1f}"),
-        ("RSS after open with index, MiB", py["with_index"]["rss_mib"],
-         rs["with_index"]["rss_mib"], "{:.1f}"),
-    ]:
-        print(f"| {label} | {fmt.format(a)} | {fmt.format(b)} | {ratio(a, b, False)} |")
+    if st:
+        py, rs = st["runzeo"], st["zeod"]
+        made = results.get("bigfile", {})
+        print(f"\nStart-up and memory on a Data.fs of {objects} live objects "
+              f"({py['datafs_mib']:.0f} MiB, written by Python's FileStorage: "
+              f"{made.get('rewritten', '?')} rewritten once, {made.get('garbage', '?')} "
+              "unreachable)\n")
+        print("| figure | runzeo | zeod | zeod × |")
+        print("|---|---|---|---|")
+        rows = []
+        if "empty" in py:
+            rows.append(("start, empty Data.fs (the program itself), s",
+                         py["empty"]["seconds"], rs["empty"]["seconds"], "{:.2f}"))
+        rows += [
+            ("start, no index (rebuild), s", py["no_index"]["seconds"],
+             rs["no_index"]["seconds"], "{:.2f}"),
+        ]
+        if "empty" in py:
+            rows.append(("index rebuild alone (no index − empty), s",
+                         py["no_index"]["seconds"] - py["empty"]["seconds"],
+                         rs["no_index"]["seconds"] - rs["empty"]["seconds"], "{:.2f}"))
+        rows += [
+            ("start, with index, s", py["with_index"]["seconds"],
+             rs["with_index"]["seconds"], "{:.2f}"),
+            ("RSS after open (rebuilt), MiB", py["no_index"]["rss_mib"],
+             rs["no_index"]["rss_mib"], "{:.1f}"),
+            ("RSS after 100k loads, MiB", py["no_index"]["rss_after_loads_mib"],
+             rs["no_index"]["rss_after_loads_mib"], "{:.1f}"),
+            ("RSS after open with index, MiB", py["with_index"]["rss_mib"],
+             rs["with_index"]["rss_mib"], "{:.1f}"),
+        ]
+        for label, a, b, fmt in rows:
+            print(f"| {label} | {fmt.format(a)} | {fmt.format(b)} | {ratio(a, b, False)} |")
+
+    pk = results.get("pack") or {}
+    if pk:
+        py, rs = pk["runzeo"], pk["zeod"]
+        print(f"\nPack to now with GC (`ClientStorage.pack()`, as zeopack), same file; "
+              "loads: `zeod bench` 4 connections, 1 in flight each\n")
+        print("| figure | runzeo | zeod | zeod × |")
+        print("|---|---|---|---|")
+        p99 = lambda phase: phase["latency_us"]["p99"] / 1e3
+        p50 = lambda phase: phase["latency_us"]["p50"] / 1e3
+        rows = [
+            ("pack time, no other load, s", py["alone"]["seconds"], rs["alone"]["seconds"],
+             "{:.2f}", False),
+            ("server CPU of that pack, s", py["alone"]["server_cpu_s"],
+             rs["alone"]["server_cpu_s"], "{:.2f}", False),
+            ("pack time while loads run, s", py["under_load"]["seconds"],
+             rs["under_load"]["seconds"], "{:.2f}", False),
+            ("Data.fs before → after pack, MiB",
+             f"{py['datafs_mib']:.1f} → {py['packed_mib']:.1f}",
+             f"{rs['datafs_mib']:.1f} → {rs['packed_mib']:.1f}", "{}", None),
+            ("loads/s idle", py["idle_loads"]["ops_per_sec"],
+             rs["idle_loads"]["ops_per_sec"], "{:.0f}", True),
+            ("loads/s during pack", py["under_load"]["loads"]["ops_per_sec"],
+             rs["under_load"]["loads"]["ops_per_sec"], "{:.0f}", True),
+            ("load p50 idle, ms", p50(py["idle_loads"]), p50(rs["idle_loads"]), "{:.2f}", False),
+            ("load p50 during pack, ms", p50(py["under_load"]["loads"]),
+             p50(rs["under_load"]["loads"]), "{:.2f}", False),
+            ("load p99 idle, ms", p99(py["idle_loads"]), p99(rs["idle_loads"]), "{:.2f}", False),
+            ("load p99 during pack, ms", p99(py["under_load"]["loads"]),
+             p99(rs["under_load"]["loads"]), "{:.2f}", False),
+            ("p99 during pack / p99 idle", p99(py["under_load"]["loads"]) / p99(py["idle_loads"]),
+             p99(rs["under_load"]["loads"]) / p99(rs["idle_loads"]), "{:.1f}×", False),
+        ]
+        for label, a, b, fmt, better in rows:
+            print(f"| {label} | {fmt.format(a)} | {fmt.format(b)} | {ratio(a, b, better)} |")
+
     print("\nzeod × = how many times better zeod's figure is (throughput higher, "
           "latency/CPU/time/RSS lower). server starved = share of the wall time the "
           "server's threads were runnable but had no CPU (schedstat).")

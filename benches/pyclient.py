@@ -3,6 +3,7 @@
     pyclient.py load   ADDRESS KEYS SECONDS   # ClientStorage.loadBefore, cache off
     pyclient.py commit ADDRESS OBJECTS SECONDS  # ZODB commits of OBJECTS objects
     pyclient.py btree  ADDRESS KEYS SECONDS   # inserts into one shared OOBTree
+    pyclient.py pack   ADDRESS 0 0            # one ClientStorage.pack() to now
 
 The process connects, prints "ready", waits for a line on stdin (so all
 clients start together while the orchestrator samples the server's CPU),
@@ -144,9 +145,22 @@ def run_btree(address, keys, seconds):
     return ops, errors, elapsed, cpu, conflicts
 
 
+def run_pack(address, _count, _seconds):
+    """One pack to the current time with the server's GC, as zeopack does;
+    returns when the server reports the pack done."""
+    storage = connect(address)
+    ready()
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    storage.pack(time.time(), wait=True)
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    storage.close()
+    return 1, 0, elapsed, cpu
+
+
 def main():
     mode, address, count, seconds = sys.argv[1:5]
-    run = {"load": run_loads, "commit": run_commits, "btree": run_btree}[mode]
+    run = {"load": run_loads, "commit": run_commits, "btree": run_btree,
+           "pack": run_pack}[mode]
     ops, errors, elapsed, cpu, *conflicts = run(address, int(count), float(seconds))
     print(json.dumps({"ops": ops, "errors": errors, "seconds": elapsed, "cpu": cpu,
                       "conflicts": sum(conflicts)}), flush=True)

@@ -20,12 +20,13 @@ RUN --mount=type=cache,id=zeod-cargo-registry,target=/usr/local/cargo/registry \
     CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=symbols \
     cargo build --locked --release --target x86_64-unknown-linux-gnu \
  && cp target/x86_64-unknown-linux-gnu/release/zeod /zeod
-RUN mkdir -p /rootfs/data/blobs && chown -R 65534:65534 /rootfs/data
+RUN mkdir -p /rootfs/data/blobs /rootfs/backups && chown -R 65534:65534 /rootfs/data /rootfs/backups
 
 FROM scratch
 COPY --from=zeod /zeod /zeod
-# An empty /data owned by the server's user, so a fresh named volume inherits
-# that owner and the server can create Data.fs without a root init step.
+# An empty /data (and /backups, for the scheduled backups) owned by the
+# server's user, so a fresh named volume inherits that owner and the server
+# can create Data.fs without a root init step.
 COPY --from=zeod /rootfs/ /
 USER 65534:65534
 VOLUME ["/data"]

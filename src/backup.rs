@@ -30,6 +30,7 @@ mod blobs;
 mod create;
 mod recover;
 mod repository;
+mod scheduled;
 mod source;
 mod stream;
 mod verify;
@@ -40,7 +41,11 @@ use std::process::ExitCode;
 pub use create::{backup, BackupOutcome, Written};
 pub use recover::{recover, Recovered};
 pub use repository::{BackupName, DatLine};
+pub use scheduled::{retain, run_once, RunReport, ScheduledBackup, DEFAULT_FULL_EVERY};
 pub use verify::{verify, Verified};
+
+/// The server's backup schedule task (`backup-schedule`).
+pub use scheduled::run as run_schedule;
 
 /// Options, spelled as repozo's so scripts written for it keep working.
 #[derive(Debug, Clone, Default, clap::Args)]

@@ -22,6 +22,8 @@ mod report;
 mod workload;
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -84,6 +86,11 @@ pub struct BenchArgs {
     /// The server's pid (same machine): report its CPU per operation.
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
+    /// End each phase when this process exits (or after --duration,
+    /// whichever is first): load latency while another program, e.g. a
+    /// pack, runs.
+    #[arg(long, value_name = "PID")]
+    pub while_pid: Option<u32>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -178,6 +185,25 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome { setup, phases })
 }
 
+/// Raises `stop` once process `pid` has exited (gone, or a zombie not yet
+/// reaped by its parent), checking every 10 ms until `deadline`.
+async fn raise_when_gone(pid: u32, stop: Arc<AtomicBool>, deadline: Instant) {
+    let path = format!("/proc/{pid}/stat");
+    while Instant::now() < deadline {
+        let alive = std::fs::read_to_string(&path).is_ok_and(|stat| {
+            // The state follows the parenthesized command name.
+            !stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
+        });
+        if !alive {
+            stop.store(true, Ordering::Relaxed);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// What one connection of a phase does.
 #[derive(Clone, Copy, PartialEq)]
 enum Role {
@@ -208,13 +234,18 @@ async fn run_phase(
                 .with_context(|| format!("connecting to {}", args.address))?,
         );
     }
+    let deadline = Instant::now() + Duration::from_secs_f64(args.duration.clamp(0.1, 86_400.0));
+    let stop = args.while_pid.map(|pid| {
+        let stop = Arc::new(AtomicBool::new(false));
+        tokio::spawn(raise_when_gone(pid, stop.clone(), deadline));
+        stop
+    });
     let share = |role: Role| {
         let n = roles.iter().filter(|r| **r == role).count().max(1) as u64;
-        match args.requests {
-            Some(total) => Until::Count(total.div_ceil(n)),
-            None => Until::Deadline(
-                Instant::now() + Duration::from_secs_f64(args.duration.clamp(0.1, 86_400.0)),
-            ),
+        match (args.requests, &stop) {
+            (Some(total), _) => Until::Count(total.div_ceil(n)),
+            (None, Some(stop)) => Until::Flag(deadline, stop.clone()),
+            (None, None) => Until::Deadline(deadline),
         }
     };
     let (load_until, commit_until) = (share(Role::Load), share(Role::Commit));
@@ -224,6 +255,7 @@ async fn run_phase(
     let mut tasks = tokio::task::JoinSet::new();
     for (i, (conn, role)) in conns.into_iter().zip(roles.iter().copied()).enumerate() {
         let keys = keys.to_vec();
+        let (load_until, commit_until) = (load_until.clone(), commit_until.clone());
         let (pipeline, objects, size) = (args.pipeline, args.objects_per_txn, args.object_size);
         let worker = i as u64 + 1;
         tasks.spawn(async move {

@@ -11,12 +11,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::ids::Tid;
+use crate::progress::{Progress, Reporter};
 use crate::storage::format::{
     Reader, SeqReader, TxnHeader, DATA_HEADER_LEN, MAGIC, MAGIC_PY2, STATUS_CHECKPOINT,
     STATUS_DONE, STATUS_PACKED, STATUS_UNDONE, TXN_HEADER_LEN,
 };
 use crate::storage::index::Index;
 use crate::storage::Error;
+use crate::telemetry::{self, LogFormat};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct CheckArgs {
@@ -25,6 +27,9 @@ pub struct CheckArgs {
     /// Print a line per transaction; twice: per data record too.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Log format of the progress lines on stderr (the report goes to stdout).
+    #[arg(long, value_enum, env = "ZEOD_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 /// What a clean walk counted.
@@ -52,8 +57,14 @@ pub struct Damage {
 }
 
 pub fn main(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    telemetry::init(args.log_format);
     let mut out = std::io::stdout().lock();
-    match check(&args.path, args.verbose, &mut out)? {
+    let progress = Progress::new();
+    let report = {
+        let _shown = Reporter::auto(&progress);
+        check_with_progress(&args.path, args.verbose, &mut out, &progress)?
+    };
+    match report {
         Ok(report) => {
             writeln!(
                 out,
@@ -95,14 +106,26 @@ pub fn check(
     verbose: u8,
     out: &mut impl Write,
 ) -> anyhow::Result<Result<Report, Damage>> {
+    check_with_progress(path, verbose, out, &Progress::new())
+}
+
+/// [`check`], reporting the bytes walked into `progress`.
+pub fn check_with_progress(
+    path: &Path,
+    verbose: u8,
+    out: &mut impl Write,
+    progress: &Progress,
+) -> anyhow::Result<Result<Report, Damage>> {
     let file = File::open(path)?;
     let size = file.metadata()?.len();
     let r = Reader::new(&file, path);
+    let _running = progress.run("check", size);
     let mut walker = Walker {
         seq: SeqReader::new(r, 1 << 20, size),
         index: Index::new(),
         size,
         verbose,
+        progress,
     };
     Ok(walker.walk(out))
 }
@@ -112,6 +135,7 @@ struct Walker<'a> {
     index: Index,
     size: u64,
     verbose: u8,
+    progress: &'a Progress,
 }
 
 impl Walker<'_> {
@@ -153,6 +177,7 @@ impl Walker<'_> {
         let mut pos = 4;
         let mut last = Tid::ZERO;
         while pos < self.size {
+            self.progress.set(pos);
             if self.size - pos < TXN_HEADER_LEN {
                 return Err(self.damage(pos, "truncated"));
             }

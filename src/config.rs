@@ -12,16 +12,21 @@
 //! | `ZEOD_ADDRESS` | `<zeo> address` (`HOST:PORT`, `PORT`, or a socket path) |
 //! | `ZEOD_READ_ONLY` | `<zeo> read-only` |
 //! | `ZEOD_INVALIDATION_QUEUE_SIZE`, `ZEOD_INVALIDATION_AGE` | same keys |
+//! | `ZEOD_INVALIDATION_MAX_OIDS` | `<zeo> invalidation-max-oids` (zeod only) |
 //! | `ZEOD_TRANSACTION_TIMEOUT` | `<zeo> transaction-timeout` |
 //! | `ZEOD_CLIENT_CONFLICT_RESOLUTION`, `ZEOD_MSGPACK` | same keys |
 //! | `ZEOD_PID_FILE` | `<zeo> pid-filename` |
-//! | `ZEOD_MAX_FRAME_SIZE`, `ZEOD_MAX_CONNECTIONS`, `ZEOD_LOG_FORMAT` | (zeod only) |
+//! | `ZEOD_MAX_FRAME_SIZE`, `ZEOD_MAX_CONNECTIONS` | `<zeo> max-frame-size`, `max-connections` (zeod only) |
+//! | `ZEOD_MAX_OUTPUT_BUFFER`, `ZEOD_HANDSHAKE_TIMEOUT` | `<zeo> max-output-buffer`, `handshake-timeout` (zeod only) |
+//! | `ZEOD_LOG_FORMAT` | (zeod only) |
 //! | `ZEOD_METRICS` | `<zeo> metrics-address` (zeod only: Prometheus `HOST:PORT`) |
 //! | `ZEOD_LOG_FILE` | `<eventlog><logfile> path` |
-//! | `ZEOD_STORAGE_<NAME>_<KEY>` | key of storage `<NAME>`: `PATH`, `BLOB_DIR`, `READ_ONLY`, `CREATE`, `QUOTA`, `PACK_GC`, `PACK_KEEP_OLD` (so `<NAME>` cannot contain `_`) |
+//! | `ZEOD_SSL_CERTIFICATE`, `ZEOD_SSL_KEY`, `ZEOD_SSL_AUTHENTICATE` | `<zeo><ssl>` `certificate`, `key`, `authenticate` |
+//! | `ZEOD_STORAGE_<NAME>_<KEY>` | key of storage `<NAME>`: `PATH`, `BLOB_DIR`, `READ_ONLY`, `CREATE`, `QUOTA`, `PACK_GC`, `PACK_KEEP_OLD`, `PACK_SCHEDULE`, `PACK_DAYS`, `BACKUP_SCHEDULE`, `BACKUP_REPOSITORY`, `BACKUP_KEEP`, `BACKUP_FULL_EVERY`, `BACKUP_GZIP` (so `<NAME>` cannot contain `_`) |
 //!
 //! `ZEO_MSGPACK` (non-empty) turns msgpack on when nothing else set it, as
-//! with runzeo.
+//! with runzeo. `ZEOD_PROGRESS_INTERVAL` (seconds between the progress log
+//! lines of long work) applies to every subcommand: [`progress_interval`].
 
 mod address;
 mod env;
@@ -37,9 +42,11 @@ use figment::providers::Serialized;
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::backup::{ScheduledBackup, DEFAULT_FULL_EVERY};
 use crate::schedule::{PackSchedule, ScheduledPack};
 use crate::storage::OpenOptions;
 use crate::telemetry::LogFormat;
+use crate::tls::TlsFiles;
 
 pub use address::Address;
 pub use schema::SchemaError;
@@ -51,6 +58,29 @@ pub const DEFAULT_ADDRESS: &str = "0.0.0.0:8100";
 pub const DEFAULT_MAX_FRAME_SIZE: u64 = 1 << 30;
 pub const DEFAULT_MAX_CONNECTIONS: u64 = 1024;
 pub const DEFAULT_INVALIDATION_QUEUE_SIZE: u64 = 100;
+/// Callback bytes (invalidations, `info`) queued for a client before it
+/// counts as not reading and is disconnected. Python buffers without bound;
+/// this is thousands of large invalidations.
+pub const DEFAULT_MAX_OUTPUT_BUFFER: u64 = 32 << 20;
+/// A connection that has not sent its handshake by then is dropped.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: f64 = 60.0;
+
+/// `ZEOD_PROGRESS_INTERVAL`: seconds (fractions allowed) between the
+/// `progress` log lines of long work, for the server and every CLI;
+/// `None` when unset or not a positive number.
+pub fn progress_interval() -> Option<Duration> {
+    std::env::var("ZEOD_PROGRESS_INTERVAL")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+}
+/// How old a reconnecting client's cache may be for `getInvalidations` to
+/// be answered by scanning the file back (`invalidation-age`; runzeo
+/// leaves the scan off unless it is set, zeod has it on by default).
+pub const DEFAULT_INVALIDATION_AGE: Duration = Duration::from_secs(7 * 86_400);
+/// The most oids such an answer may name (`invalidation-max-oids`).
+pub const DEFAULT_INVALIDATION_MAX_OIDS: u64 = 100_000;
 
 /// runzeo's command line (plus a few zeod options).
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -96,6 +126,25 @@ pub struct ServeArgs {
     /// Connections served at once; more wait in the listen backlog.
     #[arg(long, value_name = "N")]
     pub max_connections: Option<u64>,
+    /// Serve TLS with this certificate (PEM, then its chain), as zeo.conf's
+    /// `<ssl> certificate`.
+    #[arg(long, value_name = "PEM")]
+    pub ssl_certificate: Option<PathBuf>,
+    /// Private key of the certificate (PEM, unencrypted); default: in the
+    /// certificate file.
+    #[arg(long, value_name = "PEM")]
+    pub ssl_key: Option<PathBuf>,
+    /// Require client certificates listed in, or signed by one in, this PEM
+    /// file or directory (`<ssl> authenticate`).
+    #[arg(long, value_name = "PEM")]
+    pub ssl_authenticate: Option<PathBuf>,
+    /// Bytes of invalidations queued for a client that does not read before
+    /// it is disconnected.
+    #[arg(long, value_name = "BYTES")]
+    pub max_output_buffer: Option<u64>,
+    /// Seconds a new connection has to send its handshake.
+    #[arg(long, value_name = "SECS")]
+    pub handshake_timeout: Option<f64>,
     /// Parse the configuration, open the storages, and exit.
     #[arg(long)]
     pub test: bool,
@@ -113,6 +162,8 @@ pub struct Layer {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub invalidation_age: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub invalidation_max_oids: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub transaction_timeout: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pid_file: Option<PathBuf>,
@@ -126,6 +177,10 @@ pub struct Layer {
     pub max_frame_size: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_output_buffer: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handshake_timeout: Option<f64>,
     /// `HOST:PORT` of the metrics listener.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<String>,
@@ -137,6 +192,13 @@ pub struct Layer {
     pub eventlog: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eventlog_level: Option<String>,
+    /// `<ssl> certificate`, `key`, `authenticate`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_certificate: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_key: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_authenticate: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub storages: BTreeMap<String, StorageLayer>,
 }
@@ -164,6 +226,19 @@ pub struct StorageLayer {
     /// `pack-days`: history the scheduled pack keeps.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pack_days: Option<f64>,
+    /// `backup-schedule`: when to back up (the syntax of `pack-schedule`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_schedule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_repository: Option<PathBuf>,
+    /// `backup-keep`: full backups kept, with their incrementals.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_keep: Option<u64>,
+    /// `backup-full-every`: backups per chain before the next full one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_full_every: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_gzip: Option<bool>,
 }
 
 /// One storage to serve.
@@ -183,7 +258,12 @@ pub struct ServerConfig {
     pub address: Address,
     pub read_only: bool,
     pub invalidation_queue_size: usize,
+    /// How far back `getInvalidations` may scan the file when the queue
+    /// does not reach the client's tid; `None` (`invalidation-age 0`):
+    /// never, the client drops its cache as with runzeo's default.
     pub invalidation_age: Option<Duration>,
+    /// The most oids a scanned `getInvalidations` answer may name.
+    pub invalidation_max_oids: usize,
     pub transaction_timeout: Option<Duration>,
     /// Python's option; zeod hands write conflicts back to ZEO 5 clients
     /// either way (it cannot run Python resolution code), see `server::commit`.
@@ -194,6 +274,10 @@ pub struct ServerConfig {
     pub address_file: Option<PathBuf>,
     pub max_frame_size: usize,
     pub max_connections: usize,
+    /// Bytes of callbacks a connection may have queued (see
+    /// `server::outbound`).
+    pub max_output_buffer: usize,
+    pub handshake_timeout: Duration,
     /// Where to serve Prometheus metrics (`--metrics`), if anywhere.
     pub metrics: Option<SocketAddr>,
     pub log_format: LogFormat,
@@ -207,6 +291,10 @@ pub struct ServerConfig {
     pub notes: Vec<String>,
     /// Storage name → its `pack-schedule`, for storages that have one.
     pub pack_schedules: Vec<(String, ScheduledPack)>,
+    /// `<ssl>`: the listening address speaks TLS.
+    pub tls: Option<TlsFiles>,
+    /// Storage name → its `backup-schedule`, for storages that have one.
+    pub backup_schedules: Vec<(String, ScheduledBackup)>,
 }
 
 impl Default for ServerConfig {
@@ -215,7 +303,8 @@ impl Default for ServerConfig {
             address: Address::Tcp(SocketAddr::from(([0, 0, 0, 0], 8100))),
             read_only: false,
             invalidation_queue_size: DEFAULT_INVALIDATION_QUEUE_SIZE as usize,
-            invalidation_age: None,
+            invalidation_age: Some(DEFAULT_INVALIDATION_AGE),
+            invalidation_max_oids: DEFAULT_INVALIDATION_MAX_OIDS as usize,
             transaction_timeout: None,
             client_conflict_resolution: false,
             msgpack: false,
@@ -223,6 +312,8 @@ impl Default for ServerConfig {
             address_file: None,
             max_frame_size: DEFAULT_MAX_FRAME_SIZE as usize,
             max_connections: DEFAULT_MAX_CONNECTIONS as usize,
+            max_output_buffer: DEFAULT_MAX_OUTPUT_BUFFER as usize,
+            handshake_timeout: Duration::from_secs_f64(DEFAULT_HANDSHAKE_TIMEOUT),
             metrics: None,
             log_format: LogFormat::Text,
             eventlog: None,
@@ -230,6 +321,8 @@ impl Default for ServerConfig {
             test: false,
             notes: Vec::new(),
             pack_schedules: Vec::new(),
+            tls: None,
+            backup_schedules: Vec::new(),
         }
     }
 }
@@ -263,11 +356,15 @@ pub enum ConfigError {
     },
     #[error("storage {name:?} has no path")]
     StoragePath { name: String },
+    #[error("storage {name:?}: backup-schedule needs backup-repository")]
+    BackupRepository { name: String },
     #[error("storage {name:?}: {source}")]
     PackSchedule {
         name: String,
         source: crate::schedule::ScheduleError,
     },
+    #[error("{key} is set but no TLS certificate is (ssl-certificate, <ssl> certificate)")]
+    SslWithoutCertificate { key: &'static str },
     #[error("{key} must be {expected}, got {value}")]
     OutOfRange {
         key: &'static str,
@@ -313,6 +410,12 @@ impl ServerConfig {
         };
         resolve(layer, msgpack, args.test, notes.0)
     }
+}
+
+/// The settings a parsed `zeo.conf` gives, notes dropped (the fuzz
+/// targets' way in).
+pub fn layer_from_zeo_conf(tree: &zconfig::Section) -> Result<Layer, SchemaError> {
+    schema::layer_from_tree(tree, &mut schema::Notes::default())
 }
 
 fn file_layer(path: &Path, notes: &mut schema::Notes) -> Result<Layer, ConfigError> {
@@ -365,8 +468,13 @@ fn cli_layer(args: &ServeArgs) -> Layer {
         address_file: args.address_file.clone(),
         max_frame_size: args.max_frame_size,
         max_connections: args.max_connections,
+        max_output_buffer: args.max_output_buffer,
+        handshake_timeout: args.handshake_timeout,
         metrics: args.metrics.clone(),
         eventlog: args.log_file.clone(),
+        ssl_certificate: args.ssl_certificate.clone(),
+        ssl_key: args.ssl_key.clone(),
+        ssl_authenticate: args.ssl_authenticate.clone(),
         log_format: args.log_format.map(|f| match f {
             LogFormat::Text => "text".to_string(),
             LogFormat::Json => "json".to_string(),
@@ -419,7 +527,11 @@ fn resolve(
     let server_read_only = layer.read_only.unwrap_or(false);
     let mut storages = Vec::new();
     let mut pack_schedules = Vec::new();
+    let mut backup_schedules = Vec::new();
     for (name, s) in layer.storages {
+        if let Some(plan) = backup_plan(&name, &s, &mut notes)? {
+            backup_schedules.push((name.clone(), plan));
+        }
         let path = s
             .path
             .ok_or_else(|| ConfigError::StoragePath { name: name.clone() })?;
@@ -469,13 +581,46 @@ fn resolve(
     if storages.is_empty() {
         return Err(ConfigError::NoStorage);
     }
+    let tls = match (layer.ssl_certificate, layer.ssl_key, layer.ssl_authenticate) {
+        (Some(certificate), key, authenticate) => {
+            if authenticate.is_none() {
+                notes.push(
+                    "TLS without client certificates (no ssl authenticate): any client that \
+                     reaches the port is trusted, as without TLS"
+                        .to_string(),
+                );
+            }
+            Some(TlsFiles {
+                certificate,
+                key,
+                authenticate,
+            })
+        }
+        (None, Some(_), _) => return Err(ConfigError::SslWithoutCertificate { key: "ssl-key" }),
+        (None, None, Some(_)) => {
+            return Err(ConfigError::SslWithoutCertificate {
+                key: "ssl-authenticate",
+            })
+        }
+        (None, None, None) => None,
+    };
     Ok(ServerConfig {
         address,
         read_only: server_read_only,
         invalidation_queue_size: layer
             .invalidation_queue_size
             .unwrap_or(DEFAULT_INVALIDATION_QUEUE_SIZE) as usize,
-        invalidation_age: seconds("invalidation-age", layer.invalidation_age)?,
+        invalidation_age: match seconds("invalidation-age", layer.invalidation_age)? {
+            None => Some(DEFAULT_INVALIDATION_AGE),
+            Some(age) if age.is_zero() => None,
+            Some(age) => Some(age),
+        },
+        invalidation_max_oids: usize::try_from(
+            layer
+                .invalidation_max_oids
+                .unwrap_or(DEFAULT_INVALIDATION_MAX_OIDS),
+        )
+        .unwrap_or(usize::MAX),
         transaction_timeout: seconds("transaction-timeout", layer.transaction_timeout)?
             .filter(|d| !d.is_zero()),
         client_conflict_resolution: layer.client_conflict_resolution.unwrap_or(false),
@@ -490,6 +635,20 @@ fn resolve(
             "max-connections",
             layer.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
         )?,
+        max_output_buffer: positive(
+            "max-output-buffer",
+            layer.max_output_buffer.unwrap_or(DEFAULT_MAX_OUTPUT_BUFFER),
+        )?,
+        handshake_timeout: seconds(
+            "handshake-timeout",
+            Some(layer.handshake_timeout.unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT)),
+        )?
+        .filter(|d| !d.is_zero())
+        .ok_or(ConfigError::OutOfRange {
+            key: "handshake-timeout",
+            expected: "a positive number of seconds",
+            value: "0".to_string(),
+        })?,
         metrics,
         log_format: layer
             .log_format
@@ -506,7 +665,45 @@ fn resolve(
         test,
         notes,
         pack_schedules,
+        tls,
+        backup_schedules,
     })
+}
+
+/// A storage's `backup-*` keys as a plan, if it has a `backup-schedule`.
+fn backup_plan(
+    name: &str,
+    s: &StorageLayer,
+    notes: &mut Vec<String>,
+) -> Result<Option<ScheduledBackup>, ConfigError> {
+    let Some(text) = &s.backup_schedule else {
+        if s.backup_repository.is_some() || s.backup_keep.is_some() {
+            notes.push(format!(
+                "storage {name:?}: backup-* keys without backup-schedule are ignored"
+            ));
+        }
+        return Ok(None);
+    };
+    let schedule = text
+        .parse::<PackSchedule>()
+        .map_err(|source| ConfigError::PackSchedule {
+            name: name.to_string(),
+            source,
+        })?;
+    let repository = s
+        .backup_repository
+        .clone()
+        .ok_or_else(|| ConfigError::BackupRepository {
+            name: name.to_string(),
+        })?;
+    let count = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    Ok(Some(ScheduledBackup {
+        schedule,
+        repository,
+        keep: s.backup_keep.filter(|k| *k > 0).map(count),
+        full_every: s.backup_full_every.map(count).unwrap_or(DEFAULT_FULL_EVERY),
+        gzip: s.backup_gzip.unwrap_or(false),
+    }))
 }
 
 #[cfg(test)]
@@ -598,6 +795,68 @@ mod tests {
     }
 
     #[test]
+    fn invalidation_scan_is_on_by_default_and_age_zero_turns_it_off() {
+        let c = load(&args(&["-f", "Data.fs"]), &[]).unwrap();
+        assert_eq!(c.invalidation_age, Some(DEFAULT_INVALIDATION_AGE));
+        assert_eq!(c.invalidation_max_oids, 100_000);
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("zeo.conf");
+        std::fs::write(
+            &conf,
+            "<zeo>\n invalidation-age 3600\n invalidation-max-oids 50\n</zeo>\n<filestorage>\n path Data.fs\n</filestorage>\n",
+        )
+        .unwrap();
+        let c = load(&args(&["-C", conf.to_str().unwrap()]), &[]).unwrap();
+        assert_eq!(c.invalidation_age, Some(Duration::from_secs(3600)));
+        assert_eq!(c.invalidation_max_oids, 50);
+        let c = load(
+            &args(&["-C", conf.to_str().unwrap()]),
+            &[("ZEOD_INVALIDATION_AGE", "0")],
+        )
+        .unwrap();
+        assert_eq!(c.invalidation_age, None);
+    }
+
+    #[test]
+    fn backup_schedule_from_file_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("zeo.conf");
+        std::fs::write(
+            &conf,
+            "<zeo>\n address 127.0.0.1:7000\n</zeo>\n<filestorage main>\n path Data.fs\n backup-schedule daily 02:00\n backup-repository /backups\n backup-keep 3\n</filestorage>\n",
+        )
+        .unwrap();
+        let c = load(&args(&["-C", conf.to_str().unwrap()]), &[]).unwrap();
+        let (name, plan) = &c.backup_schedules[0];
+        assert_eq!(name, "main");
+        assert_eq!(plan.repository, Path::new("/backups"));
+        assert_eq!(plan.keep, Some(3));
+        assert_eq!(plan.full_every, DEFAULT_FULL_EVERY);
+        assert!(!plan.gzip);
+        let c = load(
+            &args(&["-f", "Data.fs"]),
+            &[
+                ("ZEOD_STORAGE_1_BACKUP_SCHEDULE", "6h"),
+                ("ZEOD_STORAGE_1_BACKUP_REPOSITORY", "/b"),
+                ("ZEOD_STORAGE_1_BACKUP_FULL_EVERY", "4"),
+                ("ZEOD_STORAGE_1_BACKUP_GZIP", "true"),
+            ],
+        )
+        .unwrap();
+        let (_, plan) = &c.backup_schedules[0];
+        assert_eq!(
+            plan.schedule,
+            PackSchedule::Every(Duration::from_secs(6 * 3600))
+        );
+        assert_eq!((plan.keep, plan.full_every, plan.gzip), (None, 4, true));
+        let missing = load(
+            &args(&["-f", "Data.fs"]),
+            &[("ZEOD_STORAGE_1_BACKUP_SCHEDULE", "6h")],
+        );
+        assert!(matches!(missing, Err(ConfigError::BackupRepository { .. })));
+    }
+
+    #[test]
     fn pack_schedule_from_file_and_environment() {
         use crate::schedule::PackSchedule;
         let dir = tempfile::tempdir().unwrap();
@@ -631,6 +890,73 @@ mod tests {
             &[("ZEOD_STORAGE_main_PACK_SCHEDULE", "weekly")],
         );
         assert!(matches!(bad, Err(ConfigError::PackSchedule { .. })));
+    }
+
+    #[test]
+    fn tls_from_every_layer() {
+        let c = load(
+            &args(&["-f", "x", "--ssl-certificate", "s.pem"]),
+            &[("ZEOD_SSL_AUTHENTICATE", "clients.pem")],
+        )
+        .unwrap();
+        assert_eq!(
+            c.tls,
+            Some(TlsFiles {
+                certificate: "s.pem".into(),
+                key: None,
+                authenticate: Some("clients.pem".into()),
+            })
+        );
+        assert!(matches!(
+            load(&args(&["-f", "x"]), &[("ZEOD_SSL_KEY", "k.pem")]),
+            Err(ConfigError::SslWithoutCertificate { key: "ssl-key" })
+        ));
+        let c = load(&args(&["-f", "x", "--ssl-certificate", "s.pem"]), &[]).unwrap();
+        assert!(
+            c.notes.iter().any(|n| n.contains("client certificates")),
+            "{:?}",
+            c.notes
+        );
+        assert!(load(&args(&["-f", "x"]), &[]).unwrap().tls.is_none());
+    }
+
+    #[test]
+    fn limits_from_file_environment_and_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("zeo.conf");
+        std::fs::write(
+            &conf,
+            "<zeo>\n address 127.0.0.1:7000\n max-frame-size 64MB\n max-connections 50\n max-output-buffer 2MB\n handshake-timeout 5\n</zeo>\n<filestorage>\n path Data.fs\n</filestorage>\n",
+        )
+        .unwrap();
+        let conf = conf.to_str().unwrap();
+        let c = load(&args(&["-C", conf]), &[]).unwrap();
+        assert_eq!(c.max_frame_size, 64 << 20);
+        assert_eq!(c.max_connections, 50);
+        assert_eq!(c.max_output_buffer, 2 << 20);
+        assert_eq!(c.handshake_timeout, Duration::from_secs(5));
+        let c = load(
+            &args(&["-C", conf, "--handshake-timeout", "0.5"]),
+            &[
+                ("ZEOD_MAX_OUTPUT_BUFFER", "65536"),
+                ("ZEOD_HANDSHAKE_TIMEOUT", "9"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.max_output_buffer, 65536);
+        assert_eq!(c.handshake_timeout, Duration::from_millis(500));
+        let c = load(&args(&["-f", "x.fs"]), &[]).unwrap();
+        assert_eq!(c.max_output_buffer, DEFAULT_MAX_OUTPUT_BUFFER as usize);
+        assert_eq!(c.handshake_timeout, Duration::from_secs(60));
+        for bad in [
+            &["-f", "x.fs", "--handshake-timeout", "0"][..],
+            &["-f", "x.fs", "--max-output-buffer", "0"][..],
+        ] {
+            assert!(matches!(
+                load(&args(bad), &[]),
+                Err(ConfigError::OutOfRange { .. })
+            ));
+        }
     }
 
     #[test]

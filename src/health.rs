@@ -10,6 +10,8 @@ use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use crate::tls::{ClientTls, ClientTlsArgs, TlsError};
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct HealthArgs {
     /// HOST:PORT, PORT, or a Unix socket path.
@@ -18,6 +20,8 @@ pub struct HealthArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 5.0)]
     pub timeout: f64,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
 }
 
 /// Why the probe failed.
@@ -43,6 +47,8 @@ pub enum ProbeError {
     Json(#[from] serde_json::Error),
     #[error("status is not a JSON object of storages")]
     Shape,
+    #[error("{0}")]
+    Tls(#[from] TlsError),
 }
 
 /// What a healthy server reported.
@@ -55,7 +61,8 @@ pub struct Health {
 
 pub fn main(args: HealthArgs) -> anyhow::Result<ExitCode> {
     let timeout = Duration::from_secs_f64(args.timeout.clamp(0.1, 3600.0));
-    match probe(&args.address, timeout) {
+    let tls = ClientTls::from_args(&args.tls)?;
+    match probe_with(&args.address, timeout, tls.as_ref()) {
         Ok(health) => {
             let storages: Vec<String> = health
                 .storages
@@ -82,8 +89,20 @@ impl<T: Read + Write> Stream for T {}
 
 /// Connects, handshakes with `ruok`, and parses the status.
 pub fn probe(address: &str, timeout: Duration) -> Result<Health, ProbeError> {
+    probe_with(address, timeout, None)
+}
+
+/// [`probe`], over TLS when `tls` is given.
+pub fn probe_with(
+    address: &str,
+    timeout: Duration,
+    tls: Option<&ClientTls>,
+) -> Result<Health, ProbeError> {
     let deadline = Instant::now() + timeout;
     let mut stream = connect(address, timeout)?;
+    if let Some(tls) = tls {
+        stream = Box::new(tls.connect_blocking(address, stream)?);
+    }
     // ZEO's own nagios probe does not wait for the greeting either.
     write_frame(&mut *stream, b"ruok").map_err(|source| ProbeError::Io {
         stage: "sending ruok",

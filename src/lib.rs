@@ -22,11 +22,17 @@
 //!   incremental backups of a Data.fs and its blobs at one committed tid.
 //! - [`pack_cli`]: `zeod pack`, zeopack against a server or a file.
 //! - [`schedule`]: the server's built-in pack schedule (`pack-schedule`).
+//! - [`progress`]: progress of long work (index rebuild, pack, check,
+//!   backup): counted by the work, shown as a bar or log lines by its caller.
 //! - [`health`]: `zeod health`, a ZEO handshake + `ruok` probe.
 //! - [`bench`]: `zeod bench`, a native ZEO load generator for any server.
 //! - [`metrics`]: Prometheus metrics of the server and their HTTP listener.
 //! - [`status`]: `zeod status`, a one-screen summary of a running server.
 //! - [`telemetry`]: tracing-subscriber setup.
+//! - [`fuzzing`]: fuzz targets for every parser of outside input, and the
+//!   stable-Rust mutation loop `zeod-fuzz` drives them with.
+//! - [`tls`]: TLS on the ZEO port (zeo.conf's `<ssl>`) with rustls, for
+//!   the server and for zeod's own client tools.
 //! - [`init`]: `zeod init`, the renderer containers' PID 1 — config
 //!   templating, child supervision, reaping, reload on change. It imports
 //!   nothing from the server side.
@@ -36,11 +42,13 @@ pub mod bench;
 pub mod check;
 pub mod config;
 pub mod conflict;
+pub mod fuzzing;
 pub mod health;
 pub mod ids;
 pub mod init;
 pub mod metrics;
 pub mod pack_cli;
+pub mod progress;
 pub mod protocol;
 pub mod record;
 pub mod schedule;
@@ -48,3 +56,4 @@ pub mod server;
 pub mod status;
 pub mod storage;
 pub mod telemetry;
+pub mod tls;

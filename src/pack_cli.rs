@@ -15,9 +15,11 @@ use anyhow::{bail, Context};
 use tracing::info;
 
 use crate::ids::Tid;
+use crate::progress::Reporter;
 use crate::protocol::{decode_message, encode_message, Encoding, Message, Value};
 use crate::storage::{self, FileStorage, OpenOptions};
 use crate::telemetry::{self, LogFormat};
+use crate::tls::{ClientTls, ClientTlsArgs};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PackArgs {
@@ -50,6 +52,8 @@ pub struct PackArgs {
     pub timeout: f64,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
 }
 
 pub fn main(args: PackArgs) -> anyhow::Result<ExitCode> {
@@ -64,7 +68,15 @@ pub fn main(args: PackArgs) -> anyhow::Result<ExitCode> {
         (Some(path), _) => pack_file(path, tid, &args)?,
         (None, Some(address)) => {
             let timeout = Duration::from_secs_f64(args.timeout.clamp(1.0, 30.0 * 86_400.0));
-            pack_server(address, &args.storage, pack_time, tid, timeout)?
+            let tls = ClientTls::from_args(&args.tls)?;
+            pack_server(
+                address,
+                tls.as_ref(),
+                &args.storage,
+                pack_time,
+                tid,
+                timeout,
+            )?
         }
         (None, None) => bail!("give a server ADDRESS or --file DATA_FS"),
     }
@@ -113,7 +125,11 @@ fn pack_file(path: &Path, tid: Tid, args: &PackArgs) -> anyhow::Result<()> {
         pack_keep_old: !args.no_keep_old,
         ..OpenOptions::default()
     };
-    let storage = match FileStorage::open(path, options) {
+    let opened = {
+        let _shown = Reporter::auto(&options.progress);
+        FileStorage::open(path, options.clone())
+    };
+    let storage = match opened {
         Ok(s) => s,
         Err(storage::Error::Locked { path: lock }) => {
             let holder = std::fs::read_to_string(&lock).unwrap_or_default();
@@ -133,7 +149,10 @@ fn pack_file(path: &Path, tid: Tid, args: &PackArgs) -> anyhow::Result<()> {
     let before = storage.size();
     info!(path = %path.display(), pack_time = %tid.timestamp_string(), gc = !args.no_gc, size = before, "packing");
     let started = Instant::now();
-    let result = storage.pack(tid, !args.no_gc);
+    let result = {
+        let _shown = Reporter::auto(storage.pack_progress());
+        storage.pack(tid, !args.no_gc)
+    };
     let after = storage.size();
     storage.close().context("closing the storage")?;
     result.with_context(|| format!("packing {}", path.display()))?;
@@ -158,6 +177,8 @@ pub enum ClientError {
     },
     #[error("bad address {0:?}")]
     Address(String),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("{stage}")]
     Io {
         stage: &'static str,
@@ -199,12 +220,12 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_FRAME: usize = 64 << 20;
 
 impl Client {
-    fn connect(address: &str) -> Result<Client, ClientError> {
+    fn connect(address: &str, tls: Option<&ClientTls>) -> Result<Client, ClientError> {
         let connect_error = |source| ClientError::Connect {
             address: address.to_string(),
             source,
         };
-        let stream: Box<dyn Stream> = if address.contains('/') {
+        let mut stream: Box<dyn Stream> = if address.contains('/') {
             let s = UnixStream::connect(address).map_err(connect_error)?;
             s.set_read_timeout(Some(PROGRESS_EVERY))
                 .map_err(connect_error)?;
@@ -227,6 +248,9 @@ impl Client {
             s.set_nodelay(true).map_err(connect_error)?;
             Box::new(s)
         };
+        if let Some(tls) = tls {
+            stream = Box::new(tls.connect_blocking(address, stream)?);
+        }
         let mut client = Client {
             stream,
             encoding: Encoding::Pickle3,
@@ -352,12 +376,13 @@ impl Client {
 
 fn pack_server(
     address: &str,
+    tls: Option<&ClientTls>,
     storage: &str,
     pack_time: f64,
     tid: Tid,
     timeout: Duration,
 ) -> anyhow::Result<()> {
-    let mut client = Client::connect(address)?;
+    let mut client = Client::connect(address, tls)?;
     // zeopack registers read-only: packing is allowed on such connections.
     let last = client.call(
         "register",

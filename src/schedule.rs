@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::ids::Tid;
+use crate::progress::Reporter;
 use crate::storage::FileStorage;
 
 const DAY: u64 = 86_400;
@@ -117,6 +118,10 @@ fn unix_now() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Called after each successful pack (the server tells its clients the
+/// new size, as after a `pack` call).
+pub type OnPacked = Box<dyn Fn() + Send + Sync>;
+
 /// Packs `storage` on `plan` until `shutdown` is cancelled. A failed pack
 /// (another pack running, disk full…) is logged and retried at the next
 /// scheduled time. A pack already running when shutdown comes is waited
@@ -128,6 +133,7 @@ pub async fn run(
     plan: ScheduledPack,
     gc: bool,
     shutdown: CancellationToken,
+    on_packed: OnPacked,
 ) {
     info!(storage = %name, schedule = %plan.schedule, keep_days = plan.days, "pack schedule active");
     loop {
@@ -143,14 +149,21 @@ pub async fn run(
         info!(storage = %name, pack_time = %tid.timestamp_string(), size = before, gc, "scheduled pack started");
         let started = Instant::now();
         let packing = storage.clone();
-        match tokio::task::spawn_blocking(move || packing.pack(tid, gc)).await {
-            Ok(Ok(())) => info!(
-                storage = %name,
-                before,
-                after = storage.size(),
-                seconds = started.elapsed().as_secs_f64(),
-                "scheduled pack finished"
-            ),
+        let packed = tokio::task::spawn_blocking(move || {
+            let _shown = Reporter::log(packing.pack_progress());
+            packing.pack(tid, gc)
+        });
+        match packed.await {
+            Ok(Ok(())) => {
+                info!(
+                    storage = %name,
+                    before,
+                    after = storage.size(),
+                    seconds = started.elapsed().as_secs_f64(),
+                    "scheduled pack finished"
+                );
+                on_packed();
+            }
             Ok(Err(err)) => warn!(storage = %name, %err, "scheduled pack failed"),
             Err(err) => warn!(storage = %name, %err, "scheduled pack task failed"),
         }

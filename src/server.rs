@@ -7,10 +7,13 @@
 //! connection ([`connection`]): a reading loop that runs calls in order and
 //! a writer task draining a bounded queue ([`outbound`]). Calls are routed
 //! and their errors mapped to ZODB exceptions in [`dispatch`]; commits in
-//! [`commit`]; reads in [`reads`]; blobs in [`blobs`]; what ZEO 4-era
-//! clients (Z4, Z3101, Z310, Z309) get differently in [`legacy`].
+//! [`commit`]; reads in [`reads`]; blobs in [`blobs`]; `getInvalidations`
+//! beyond the queue's reach, read back from the file, in [`catch_up`];
+//! what ZEO 4-era clients (Z4, Z3101, Z310, Z309) get differently in
+//! [`legacy`].
 
 mod blobs;
+mod catch_up;
 mod commit;
 mod connection;
 mod dispatch;
@@ -107,6 +110,8 @@ pub(crate) struct Shared {
     /// waits for them before the storages are closed.
     tasks: TaskTracker,
     metrics: Arc<Metrics>,
+    /// `<ssl>`: every accepted stream is a TLS server session.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +123,8 @@ pub enum ServerError {
     },
     #[error("storage task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error("TLS (<ssl>): {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Serves `storages` (name → storage) on `listener` until `shutdown`
@@ -165,6 +172,12 @@ pub async fn run_with_metrics(
             Arc::new(Exported::new(name, storage, pack_gc, queue)),
         );
     }
+    let tls = match &config.tls {
+        Some(files) => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
+            files,
+        )?)),
+        None => None,
+    };
     let unix_now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
@@ -176,6 +189,7 @@ pub async fn run_with_metrics(
         tasks: TaskTracker::new(),
         config,
         metrics: metrics.clone(),
+        tls,
     });
     let weak = Arc::downgrade(&shared);
     metrics.set_sampler(Box::new(move || {
@@ -196,17 +210,30 @@ pub async fn run_with_metrics(
     let tracker = shared.tasks.clone();
     for (name, plan) in &shared.config.pack_schedules {
         if let Some(e) = shared.storages.get(name) {
+            let exported = e.clone();
             tracker.spawn(crate::schedule::run(
                 name.clone(),
                 e.storage.clone(),
                 *plan,
                 e.pack_gc,
                 shared.shutdown.clone(),
+                Box::new(move || exported.broadcast_size_info()),
+            ));
+        }
+    }
+    for (name, plan) in &shared.config.backup_schedules {
+        if let Some(e) = shared.storages.get(name) {
+            tracker.spawn(crate::backup::run_schedule(
+                name.clone(),
+                e.storage.path().to_path_buf(),
+                e.storage.blob_dir().map(Path::to_path_buf),
+                plan.clone(),
+                shared.shutdown.clone(),
             ));
         }
     }
     let next_id = AtomicU64::new(1);
-    tracing::info!(address = %listener.local_address(), storages = ?shared.storages.keys().collect::<Vec<_>>(), "serving");
+    tracing::info!(address = %listener.local_address(), storages = ?shared.storages.keys().collect::<Vec<_>>(), tls = shared.tls.is_some(), "serving");
 
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(100);
@@ -240,8 +267,8 @@ pub async fn run_with_metrics(
         let shared = shared.clone();
         tracker.spawn(async move {
             match stream {
-                Stream::Tcp(s) => connection::serve(s, peer, id, shared).await,
-                Stream::Unix(s) => connection::serve(s, peer, id, shared).await,
+                Stream::Tcp(s) => serve_stream(s, peer, id, shared).await,
+                Stream::Unix(s) => serve_stream(s, peer, id, shared).await,
             }
             drop(permit);
         });
@@ -263,6 +290,21 @@ pub async fn run_with_metrics(
         );
     }
     Ok(())
+}
+
+/// Serves one accepted stream, inside TLS when the server has `<ssl>`.
+async fn serve_stream<S>(stream: S, peer: String, id: u64, shared: Arc<Shared>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    match shared.tls.clone() {
+        Some(acceptor) => {
+            if let Some(stream) = crate::tls::handshake(&acceptor, stream, &peer, id).await {
+                connection::serve(stream, peer, id, shared).await;
+            }
+        }
+        None => connection::serve(stream, peer, id, shared).await,
+    }
 }
 
 enum Stream {
@@ -304,6 +346,10 @@ fn ruok_json(shared: &Shared) -> String {
 pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = ServerConfig::load(&args)?;
     let eventlog = init_logging(&config)?;
+    if let Some(files) = &config.tls {
+        // Fail before the storages are opened, naming the bad file.
+        crate::tls::server_config(files).context("TLS (<ssl>)")?;
+    }
     for note in &config.notes {
         tracing::info!("{note}");
     }
@@ -367,9 +413,12 @@ async fn serve(
             }
         }
         tracing::info!(storage = %s.name, path = %path.display(), read_only = options.read_only, "opening storage");
-        let storage = tokio::task::spawn_blocking(move || FileStorage::open(&path, options))
-            .await?
-            .with_context(|| format!("opening storage {:?} ({})", s.name, s.path.display()))?;
+        let storage = tokio::task::spawn_blocking(move || {
+            let _shown = crate::progress::Reporter::log(&options.progress);
+            FileStorage::open(&path, options.clone())
+        })
+        .await?
+        .with_context(|| format!("opening storage {:?} ({})", s.name, s.path.display()))?;
         storages.push((s.name.clone(), storage));
     }
     if config.test {

@@ -28,6 +28,8 @@ pub struct StatusArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 5.0)]
     pub timeout: f64,
+    #[command(flatten)]
+    pub tls: crate::tls::ClientTlsArgs,
 }
 
 /// What a server reported.
@@ -58,7 +60,8 @@ pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let summary = match runtime.block_on(client::fetch(&args.address, timeout)) {
+    let tls = crate::tls::ClientTls::from_args(&args.tls)?;
+    let summary = match runtime.block_on(client::fetch(&args.address, timeout, tls.as_ref())) {
         Ok(summary) => summary,
         Err(err) => {
             eprintln!("zeod status: {}: {err}", args.address);

@@ -13,7 +13,9 @@
 //! `tpc_finish`/`tpc_abort` at a time; the server's commit lock guarantees
 //! it, and `tpc_begin` returns `Error::TransactionInProgress` otherwise.
 //! A committed transaction becomes visible to reads only when
-//! `tpc_finish` returns, after it is durable (fsync unless disabled).
+//! `tpc_finish` returns, after it is durable (fsync unless disabled);
+//! `tpc_finish` is `make_durable` (the fsync) then `publish` (in memory),
+//! which the server calls separately to publish under its own lock.
 //!
 //! # Layout (in reading order)
 //!
@@ -26,7 +28,7 @@
 //! - `read`, `iter`: loads, history, undo log, the transaction iterator.
 //! - `transaction`, `commit`, `undo`: the write path.
 //! - `blob`: the blob directory layout.
-//! - [`refs`], `pack`: references in pickles; pack with GC.
+//! - `pack`: pack with GC (references come from [`crate::record::references`]).
 //!
 //! Differences from Python's FileStorage, all deliberate: `load_before` of
 //! a deletion is `PosKey` (Python returns empty data); conflicts are
@@ -44,18 +46,19 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 use crate::ids::{Oid, Tid};
+use crate::progress::Progress;
 
 mod blob;
 mod commit;
 pub mod format;
 pub mod index;
 pub mod index_file;
+mod invalidations;
 mod iter;
 mod lockfile;
 mod open;
 mod pack;
 mod read;
-pub mod refs;
 pub mod scan;
 mod transaction;
 mod undo;
@@ -83,6 +86,9 @@ pub struct OpenOptions {
     /// (see [`crate::conflict`]); off for zeo.conf
     /// `client-conflict-resolution true`, where clients resolve.
     pub resolve_conflicts: bool,
+    /// Where opening reports the index scan (rebuild or catch-up); the
+    /// caller chooses how it is shown ([`crate::progress::Reporter`]).
+    pub progress: Progress,
 }
 
 impl Default for OpenOptions {
@@ -96,6 +102,7 @@ impl Default for OpenOptions {
             pack_keep_old: true,
             quota: None,
             resolve_conflicts: true,
+            progress: Progress::new(),
         }
     }
 }
@@ -262,6 +269,8 @@ pub struct FileStorage {
     closed: AtomicBool,
     /// A pack is running (one at a time).
     packing: AtomicBool,
+    /// How far the running pack is (read by metrics and reporters).
+    pack_progress: Progress,
     /// The pack holds `busy` for its final copy and rename; commits wait.
     pack_holds_busy: AtomicBool,
     blobs: Option<BlobDir>,
@@ -277,6 +286,7 @@ struct Published {
     last_tid: Tid,
 }
 
+pub use invalidations::{Since, SinceBound};
 pub use transaction::Transaction;
 
 impl FileStorage {
@@ -340,6 +350,12 @@ impl FileStorage {
         self.packing.load(Ordering::Relaxed)
     }
 
+    /// How far the running pack is: `snapshot()` is `None` when none runs.
+    /// Packs report into it; callers attach a [`crate::progress::Reporter`].
+    pub fn pack_progress(&self) -> &Progress {
+        &self.pack_progress
+    }
+
     /// Current revision: `(data, tid)`. `PosKey` if absent or deleted.
     pub fn load(&self, oid: Oid) -> Result<(Vec<u8>, Tid)> {
         read::load(self, oid)
@@ -397,7 +413,16 @@ impl FileStorage {
     /// Oids changed by transactions with tid > `after`, and the last tid;
     /// `None` if `after` is older than the oldest transaction kept.
     pub fn invalidations_since(&self, after: Tid) -> Result<Option<(Tid, Vec<Oid>)>> {
-        read::invalidations_since(self, after)
+        Ok(match self.changed_since(after, SinceBound::NONE)? {
+            Since::Changed { tid, oids, .. } => Some((tid, oids)),
+            _ => None,
+        })
+    }
+
+    /// The same within `bound`, scanning back from the end; no lock is
+    /// held while it reads, so commits go on meanwhile.
+    pub fn changed_since(&self, after: Tid, bound: SinceBound) -> Result<Since> {
+        invalidations::changed_since(self, after, bound)
     }
 
     pub fn new_oids(&self, n: usize) -> Result<Vec<Oid>> {
@@ -476,9 +501,23 @@ impl FileStorage {
     }
 
     /// Flips the status, fsyncs, publishes; returns the tid and the oids
-    /// written (for invalidations).
+    /// written (for invalidations). [`Self::make_durable`] then
+    /// [`Self::publish`], for callers that need nothing in between.
     pub fn tpc_finish(&self, txn: Transaction) -> Result<(Tid, Vec<Oid>)> {
         commit::tpc_finish(self, txn)
+    }
+
+    /// Flips the status and fsyncs (voting first if needed): the
+    /// transaction is on disk but not yet visible to reads. On error it is
+    /// rolled back; drop it (or `tpc_abort` it, which is harmless).
+    pub fn make_durable(&self, txn: &mut Transaction) -> Result<()> {
+        commit::make_durable(self, txn)
+    }
+
+    /// Makes a durable transaction visible to reads; in memory only.
+    /// Returns the tid and the oids written (for invalidations).
+    pub fn publish(&self, txn: Transaction) -> Result<(Tid, Vec<Oid>)> {
+        commit::publish(self, txn)
     }
 
     /// Undoes whatever the transaction wrote; never fails on a clean state.

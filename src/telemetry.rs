@@ -20,7 +20,8 @@ pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Through the progress bars, which a log line must not tear.
+        .with_writer(|| crate::progress::LogStderr)
         // Colour codes only help a person at a terminal; in container logs
         // and log files they are noise.
         .with_ansi(std::io::stderr().is_terminal());

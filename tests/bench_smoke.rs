@@ -96,3 +96,24 @@ fn bench_runs_every_phase_against_zeod_without_errors() {
     let report = bench(&server.address, &["--msgpack", "--keys", "300"]);
     check(&report, "msgpack");
 }
+
+#[test]
+fn while_pid_ends_the_phase_when_that_process_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path());
+    let mut other = Command::new("sleep").arg("1").spawn().unwrap();
+    let pid = other.id().to_string();
+    let output = Command::new(ZEOD)
+        .args(["bench", &server.address, "--json", "--setup", "50"])
+        .args(["--keys", "50", "-d", "600", "--while-pid", &pid])
+        .output()
+        .unwrap();
+    other.wait().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let load = &report["phases"][0];
+    assert!(load["ops"].as_u64().unwrap() > 0, "{load}");
+    // The 600 s duration is only the cap: the phase ended with `sleep 1`
+    // (after it became a zombie, before this test reaped it).
+    assert!(load["seconds"].as_f64().unwrap() < 60.0, "{load}");
+}

@@ -3,6 +3,8 @@
 //! that much, the gauges match the storage on disk, and the page parses
 //! as both exposition formats a scraper may ask for.
 
+#[path = "ops_support/bigfile.rs"]
+mod bigfile;
 #[path = "server_support/harness.rs"]
 mod harness;
 #[path = "ops_support/process.rs"]
@@ -12,6 +14,7 @@ mod process;
 mod tests {
     use std::time::{Duration, Instant};
 
+    use super::bigfile;
     use super::harness::{items, record, Client};
     use super::process::{self, http_get, scrape, value, value_or_zero, Zeod};
     use zeod::ids::Tid;
@@ -166,6 +169,96 @@ mod tests {
                 rest = &rest[at + name.len()..];
             }
         }
+    }
+
+    /// Which `zeod_pack_phase` is 1; panics unless exactly one is.
+    fn pack_phase(samples: &process::Samples) -> &'static str {
+        let on: Vec<&str> = PACK_PHASES
+            .iter()
+            .copied()
+            .filter(|phase| {
+                value(
+                    samples,
+                    "zeod_pack_phase",
+                    &[("storage", "1"), ("phase", phase)],
+                ) == 1.0
+            })
+            .collect();
+        assert_eq!(on.len(), 1, "pack phases set: {on:?}");
+        on[0]
+    }
+
+    const PACK_PHASES: &[&str] = &["idle", "prepare", "gc", "copy", "swap", "cleanup"];
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pack_state_and_progress_while_a_pack_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Data.fs");
+        bigfile::write(&path, 96, 200);
+        let size = std::fs::metadata(&path).unwrap().len();
+        let zeod = Zeod::start_in(dir, false, &[], &[("ZEOD_PROGRESS_INTERVAL", "0.1")]);
+        // The address file is written before the storages are exported
+        // (their invalidation queues are seeded first): wait for them.
+        let deadline = Instant::now() + process::WAIT;
+        let idle = loop {
+            let s = scrape(&zeod);
+            if s.keys().any(|(name, _)| name == "zeod_pack_running") {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "no storage metrics");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(value(&idle, "zeod_pack_running", STORAGE), 0.0);
+        assert_eq!(value(&idle, "zeod_pack_progress_ratio", STORAGE), 0.0);
+        assert_eq!(pack_phase(&idle), "idle");
+
+        // wait=False: the reply comes at once and the pack runs on.
+        let mut c = client(&zeod).await;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        c.call("pack", vec![Value::Float(now), Value::Bool(false)])
+            .await
+            .unwrap();
+        let mut during: Vec<(f64, &str)> = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let s = scrape(&zeod);
+            let ratio = value(&s, "zeod_pack_progress_ratio", STORAGE);
+            let phase = pack_phase(&s);
+            if value(&s, "zeod_pack_running", STORAGE) == 1.0 {
+                assert_ne!(phase, "idle");
+                assert!((0.0..=1.0).contains(&ratio), "{ratio}");
+                during.push((ratio, phase));
+            } else {
+                assert_eq!((ratio, phase), (0.0, "idle"));
+                if std::fs::metadata(zeod.data_fs()).unwrap().len() < size {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "the pack did not end");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(!during.is_empty(), "no scrape saw the pack running");
+        // Progress and phases only move forward.
+        for pair in during.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            assert!(b.0 >= a.0, "progress went back: {during:?}");
+            let rank = |p| PACK_PHASES.iter().position(|x| *x == p).unwrap();
+            assert!(rank(b.1) >= rank(a.1), "phase went back: {during:?}");
+        }
+        assert!(
+            during.iter().any(|(r, _)| *r > 0.0),
+            "progress never moved: {during:?}"
+        );
+        // The server logged the same progress.
+        let log = zeod.log();
+        assert!(
+            log.lines()
+                .any(|l| l.contains(": progress ") && l.contains("task=\"pack\"")),
+            "{log}"
+        );
     }
 
     #[tokio::test]

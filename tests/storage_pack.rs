@@ -229,4 +229,19 @@ fn pack_keeping_old_files_moves_dropped_blobs_aside() {
         "bushy"
     );
     assert!(dir.path().join("Data.fs.old").exists());
+    // Kept blobs are hard-linked into blobs.old too (as ZODB does), so
+    // Data.fs.old with blobs.old is the whole pre-pack database.
+    use std::os::unix::fs::MetadataExt;
+    for kept in expected("e_blobs_packed")["blob_files_after_pack"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .filter(|p| p.ends_with(".blob"))
+    {
+        let rel = kept.strip_prefix("blobs/").unwrap();
+        let live = std::fs::metadata(dir.path().join("blobs").join(rel)).unwrap();
+        let old = std::fs::metadata(dir.path().join("blobs.old").join(rel)).unwrap();
+        assert_eq!((live.dev(), live.ino()), (old.dev(), old.ino()), "{rel}");
+    }
 }

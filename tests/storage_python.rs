@@ -19,6 +19,8 @@ mod history;
 #[path = "storage_python/peer.rs"]
 mod peer;
 
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use history::random_history;
@@ -251,5 +253,103 @@ fn pack_both_and_compare(peer: &Peer, path: &Path, seed: u64) {
         );
         let (ok, out) = peer.module("ZODB.scripts.fstest", &ours);
         assert!(ok, "seed {seed}: fstest after pack: {out}");
+    }
+}
+
+/// Every file under `dir` (relative path) and, for files of `<dir>.old`,
+/// whether it is the same file (a hard link) as the one at the same place
+/// in the live blob directory. Upload staging (`tmp`) is left out.
+fn blob_tree(base: &Path) -> BTreeMap<String, Option<bool>> {
+    fn walk(dir: &Path, base: &Path, out: &mut Vec<std::path::PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                if e.file_name() != "tmp" {
+                    walk(&e.path(), base, out);
+                }
+            } else {
+                out.push(e.path().strip_prefix(base).unwrap().to_path_buf());
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&base.join("blobs"), base, &mut files);
+    walk(&base.join("blobs.old"), base, &mut files);
+    files
+        .into_iter()
+        .map(|rel| {
+            let linked = rel.strip_prefix("blobs.old").ok().map(|inner| {
+                let live = base.join("blobs").join(inner);
+                let old = std::fs::metadata(base.join(&rel)).unwrap();
+                std::fs::metadata(live).is_ok_and(|m| (m.dev(), m.ino()) == (old.dev(), old.ino()))
+            });
+            (rel.display().to_string(), linked)
+        })
+        .collect()
+}
+
+/// `pack-keep-old` with blobs: ZODB moves the blob files of dropped
+/// revisions into `<blob_dir>.old` and hard-links every kept one there
+/// too, so `Data.fs.old` + `blobs.old` is the database before the pack.
+/// zeod's pack leaves the same two trees, with the same links; without
+/// keep-old neither has a `.old` tree.
+#[test]
+fn pack_blob_trees_match_python_with_and_without_keep_old() {
+    let Some(python) = python() else { return };
+    let peer = Peer::new(python);
+    for keep_old in [true, false] {
+        let (ours_dir, ours) = common::copy_fixture("e_blobs");
+        let (theirs_dir, theirs) = common::copy_fixture("e_blobs");
+        let fs = FileStorage::open(
+            &ours,
+            OpenOptions {
+                blob_dir: Some(ours_dir.path().join("blobs")),
+                pack_keep_old: keep_old,
+                ..OpenOptions::default()
+            },
+        )
+        .unwrap();
+        let when = fs.last_transaction().to_unix() + 0.5;
+        fs.pack(Tid::from_unix(when), true).unwrap();
+        fs.close().unwrap();
+        drop(fs);
+        let blob_dir = theirs_dir.path().join("blobs");
+        let keep = if keep_old { "1" } else { "0" };
+        let r = peer.json(&[
+            "pack_blobs",
+            s(&theirs),
+            s(&blob_dir),
+            &format!("{when:.6}"),
+            keep,
+        ]);
+        assert_eq!(r["ok"], json!(true));
+        let ours_tree = blob_tree(ours_dir.path());
+        let theirs_tree = blob_tree(theirs_dir.path());
+        assert_eq!(ours_tree, theirs_tree, "keep_old {keep_old}");
+        assert_eq!(
+            std::fs::read(&ours).unwrap(),
+            std::fs::read(&theirs).unwrap()
+        );
+        assert_eq!(
+            ours_dir.path().join("Data.fs.old").exists(),
+            theirs_dir.path().join("Data.fs.old").exists()
+        );
+        if keep_old {
+            // Something was moved aside and something linked: the fixture
+            // drops one revision and keeps two.
+            assert!(
+                ours_tree.values().any(|v| *v == Some(false)),
+                "{ours_tree:#?}"
+            );
+            assert!(
+                ours_tree.values().any(|v| *v == Some(true)),
+                "{ours_tree:#?}"
+            );
+        } else {
+            assert!(ours_tree.values().all(Option::is_none), "{ours_tree:#?}");
+        }
     }
 }

@@ -209,7 +209,7 @@ pub fn back_up(
     let mut stats = Stats::default();
     let mut entries = Vec::with_capacity(revisions.len());
     let mut seen = std::collections::HashSet::new();
-    let mut progress = Progress::new(
+    let mut progress = Progress::files(
         format!("blobs -> {}", dest.display()),
         revisions.len() as u64,
     );
@@ -354,7 +354,7 @@ pub fn recover(backups: &[(String, PathBuf, PathBuf)], dest: &Path) -> Result<u6
         let manifest =
             Manifest::read(manifest_path)?.ok_or_else(|| Error::NoBlobBackup(stem.clone()))?;
         layout.get_or_insert(manifest.layout);
-        let mut progress = Progress::new(
+        let mut progress = Progress::files(
             format!("blobs of {stem} -> {}", dest.display()),
             manifest.entries.len() as u64,
         );

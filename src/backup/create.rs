@@ -229,7 +229,7 @@ fn checksum(file: &File, path: &Path, start: u64, len: u64) -> Result<String> {
 
 /// repozo's `-k`: remove every backup older than the new full one, with
 /// its `.dat`, `.index` and (ours) blob files.
-fn kill_old(repo: &Path, keep: &BackupName) -> Result<()> {
+pub(super) fn kill_old(repo: &Path, keep: &BackupName) -> Result<()> {
     for name in repository::list(repo)? {
         if name.stem >= keep.stem {
             continue;

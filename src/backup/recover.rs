@@ -77,10 +77,25 @@ pub fn recover(args: &BackupArgs) -> Result<Recovered> {
         None => (None, Box::new(std::io::stdout().lock())),
     };
     let mut total = 0u64;
+    let expected_total = chain
+        .iter()
+        .filter_map(|n| expected.get(&n.file_name()).map(|(size, _)| *size))
+        .sum();
+    let mut progress = stream::Progress::new(
+        match &args.output {
+            Some(output) => format!("restore -> {}", output.display()),
+            None => "restore -> stdout".to_string(),
+        },
+        expected_total,
+    );
+    let mut written = 0u64;
     for name in &chain {
         let path = repo.join(name.file_name());
         let (size, md5) = stream::read_all(&path, name.gzip, false, |b| {
-            out.write_all(b).map_err(io("writing the recovered file"))
+            out.write_all(b).map_err(io("writing the recovered file"))?;
+            written += b.len() as u64;
+            progress.tick(written);
+            Ok(())
         })?;
         match expected.get(&name.file_name()) {
             Some((want_size, want_md5)) => {
@@ -106,6 +121,7 @@ pub fn recover(args: &BackupArgs) -> Result<Recovered> {
     }
     out.flush().map_err(io("writing the recovered file"))?;
     drop(out);
+    drop(progress);
 
     let mut tid = None;
     if let (Some(output), Some(tmp)) = (&args.output, &tmp) {

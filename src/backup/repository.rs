@@ -5,6 +5,7 @@ use std::fmt;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{io, Error, Result};
 use crate::ids::Tid;
@@ -20,8 +21,12 @@ pub struct BackupName {
 impl BackupName {
     /// The name repozo would pick now.
     pub fn now(full: bool, gzip: bool) -> BackupName {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
         BackupName {
-            stem: stem_of(Tid::now()),
+            stem: stem_at(secs),
             full,
             gzip,
         }
@@ -73,14 +78,25 @@ impl fmt::Display for BackupName {
     }
 }
 
-/// `YYYY-MM-DD-HH-MM-SS` of a TimeStamp, decoded as spec §5 says.
+/// `YYYY-MM-DD-HH-MM-SS` of a Unix time, truncated to the second as
+/// repozo's `time.gmtime()` truncates it. Rounding instead would name a
+/// backup up to half a second in the future, and a `repozo -R` started in
+/// that half second (its default `-D` is its own truncated now) would not
+/// see the backup: "No files in repository".
+fn stem_at(unix_secs: f64) -> String {
+    stem_of(Tid::from_unix(unix_secs.floor()))
+}
+
+/// `YYYY-MM-DD-HH-MM-SS` of a TimeStamp on a whole second, decoded as
+/// spec §5 says.
 fn stem_of(t: Tid) -> String {
     let b = t.as_bytes();
     let a = u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
     let frac = u64::from(u32::from_be_bytes([b[4], b[5], b[6], b[7]]));
     let (minute, hour, day) = (a % 60, a / 60 % 24, a / 1440 % 31 + 1);
     let (month, year) = (a / 44640 % 12 + 1, a / 535680 + 1900);
-    // b = int(seconds * 2**32 / 60) truncates: round back to the second.
+    // b = int(seconds * 2**32 / 60) truncates, so a whole second decodes
+    // a hair below itself: round back to it.
     let second = (((frac * 60) + (1 << 31)) >> 32).min(59);
     format!("{year:04}-{month:02}-{day:02}-{hour:02}-{minute:02}-{second:02}")
 }
@@ -237,6 +253,18 @@ mod tests {
         // spec §5: 03f58e0004444444 = 2024-01-01 00:00:01
         let t = Tid::from_u64(0x03f5_8e00_0444_4444);
         assert_eq!(stem_of(t), "2024-01-01-00-00-01");
+    }
+
+    #[test]
+    fn names_truncate_to_the_second_as_repozo_does() {
+        // 2026-11-25 16:50:55 UTC plus fractions: repozo's gmtime() names
+        // every one of them ...-55, and so must we, or a repozo -R started
+        // in the same second misses the backup.
+        let base = 1_795_625_455.0;
+        for frac in [0.0, 0.2, 0.5, 0.7, 0.999] {
+            assert_eq!(stem_at(base + frac), "2026-11-25-16-50-55", "at +{frac}");
+        }
+        assert_eq!(stem_at(base + 5.0), "2026-11-25-16-51-00");
     }
 
     #[test]

@@ -59,7 +59,9 @@ impl Snapshot {
             .find(|(pos, index)| scan::check_sanity(reader, size, index, *pos).is_some())
             .unwrap_or((4, Index::new()));
         debug!(path = %path.display(), start, size, "scanning for the last committed transaction");
-        let scanned = scan::scan(reader, size, start, &mut index, Tid::ZERO)?;
+        let progress = crate::progress::Progress::new();
+        let _report = crate::progress::Reporter::auto(&progress);
+        let scanned = scan::scan(reader, size, start, &mut index, Tid::ZERO, &progress)?;
         if let Some(tail) = scanned.tail {
             info!(
                 path = %path.display(),

@@ -6,45 +6,51 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use md5::{Digest, Md5};
-use tracing::info;
 
 use super::{io, Error, Result};
+use crate::progress::{Reporter, Unit};
 
 const CHUNK: usize = 1 << 20;
-const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
-/// Logs how far a long copy got, at most every few seconds.
+/// How far a long copy got: a bar on a terminal, log lines otherwise
+/// (see [`crate::progress`]), until dropped.
 pub struct Progress {
-    what: String,
-    total: u64,
-    last: Instant,
+    progress: crate::progress::Progress,
+    _shown: Reporter,
 }
 
 impl Progress {
     pub fn new(what: impl Into<String>, total: u64) -> Progress {
+        Progress::counting(what, total, Unit::Bytes)
+    }
+
+    /// Counts files rather than bytes.
+    pub fn files(what: impl Into<String>, total: u64) -> Progress {
+        Progress::counting(what, total, Unit::Files)
+    }
+
+    fn counting(what: impl Into<String>, total: u64, unit: Unit) -> Progress {
+        let progress = crate::progress::Progress::new();
+        progress.start_counting(what, total, unit);
+        let shown = Reporter::auto(&progress);
         Progress {
-            what: what.into(),
-            total,
-            last: Instant::now(),
+            progress,
+            _shown: shown,
         }
     }
 
     pub fn tick(&mut self, done: u64) {
-        if self.last.elapsed() >= PROGRESS_EVERY {
-            self.last = Instant::now();
-            info!(
-                what = %self.what,
-                done,
-                total = self.total,
-                percent = format!("{:.1}", done as f64 * 100.0 / self.total.max(1) as f64),
-                "progress"
-            );
-        }
+        self.progress.set(done);
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.progress.finish();
     }
 }
 

@@ -4,6 +4,8 @@
 //! that creates the objects the loads read.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -18,18 +20,23 @@ const OIDS_PER_CALL: usize = 100;
 const MAX_LATENCY_US: u64 = 60_000_000;
 
 /// When a worker stops issuing requests.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Until {
     Deadline(Instant),
     /// This many operations for this worker.
     Count(u64),
+    /// The deadline, or earlier when the flag is raised (`--while-pid`).
+    Flag(Instant, Arc<AtomicBool>),
 }
 
 impl Until {
     fn more(&self, issued: u64) -> bool {
-        match *self {
-            Until::Deadline(deadline) => Instant::now() < deadline,
-            Until::Count(n) => issued < n,
+        match self {
+            Until::Deadline(deadline) => Instant::now() < *deadline,
+            Until::Count(n) => issued < *n,
+            Until::Flag(deadline, stop) => {
+                !stop.load(Ordering::Relaxed) && Instant::now() < *deadline
+            }
         }
     }
 }

@@ -28,7 +28,8 @@ impl Address {
             Some((host, port)) => (host, port),
             None => ("", text),
         };
-        let port: u16 = port.parse().map_err(|_| bad())?;
+        // ZConfig accepts `HOST: PORT` (ZEO's SSLConnectionTests write it).
+        let port: u16 = port.trim().parse().map_err(|_| bad())?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let host = match host {
             "" => "0.0.0.0",

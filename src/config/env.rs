@@ -41,14 +41,20 @@ pub(super) fn env_layer(
             "read_only" => layer.read_only = Some(boolean()?),
             "invalidation_queue_size" => layer.invalidation_queue_size = Some(number()?),
             "invalidation_age" => layer.invalidation_age = Some(seconds()?),
+            "invalidation_max_oids" => layer.invalidation_max_oids = Some(number()?),
             "transaction_timeout" => layer.transaction_timeout = Some(seconds()?),
             "pid_file" => layer.pid_file = Some(value.clone().into()),
             "client_conflict_resolution" => layer.client_conflict_resolution = Some(boolean()?),
             "msgpack" => layer.msgpack = Some(boolean()?),
             "max_frame_size" => layer.max_frame_size = Some(number()?),
             "max_connections" => layer.max_connections = Some(number()?),
+            "max_output_buffer" => layer.max_output_buffer = Some(number()?),
+            "handshake_timeout" => layer.handshake_timeout = Some(seconds()?),
             "metrics" => layer.metrics = Some(value.clone()),
             "log_file" => layer.eventlog = Some(value.clone().into()),
+            "ssl_certificate" => layer.ssl_certificate = Some(value.clone().into()),
+            "ssl_key" => layer.ssl_key = Some(value.clone().into()),
+            "ssl_authenticate" => layer.ssl_authenticate = Some(value.clone().into()),
             "log_format" => {
                 parse_log_format(&value).ok_or_else(|| bad("text or json"))?;
                 layer.log_format = Some(value.trim().to_ascii_lowercase());
@@ -83,7 +89,14 @@ pub(super) fn env_layer(
                                 .map_err(|_| bad("a number of days"))?,
                         )
                     }
-                    _ => return Err(bad("a storage key: PATH, BLOB_DIR, READ_ONLY, CREATE, QUOTA, PACK_GC, PACK_KEEP_OLD, PACK_SCHEDULE or PACK_DAYS")),
+                    "backup_schedule" => storage.backup_schedule = Some(value.clone()),
+                    "backup_repository" => {
+                        storage.backup_repository = Some(value.clone().into())
+                    }
+                    "backup_keep" => storage.backup_keep = Some(number()?),
+                    "backup_full_every" => storage.backup_full_every = Some(number()?),
+                    "backup_gzip" => storage.backup_gzip = Some(boolean()?),
+                    _ => return Err(bad("a storage key: PATH, BLOB_DIR, READ_ONLY, CREATE, QUOTA, PACK_GC, PACK_KEEP_OLD, PACK_SCHEDULE, PACK_DAYS or BACKUP_{SCHEDULE,REPOSITORY,KEEP,FULL_EVERY,GZIP}")),
                 }
             }
         }

@@ -125,11 +125,17 @@ fn zeo_section(section: &Section, layer: &mut Layer, notes: &mut Notes) -> Resul
             "read-only" => layer.read_only = Some(boolean(key)?),
             "invalidation-queue-size" => layer.invalidation_queue_size = Some(integer(key)?),
             "invalidation-age" => layer.invalidation_age = Some(float(key)?),
+            "invalidation-max-oids" => layer.invalidation_max_oids = Some(integer(key)?),
             "transaction-timeout" => layer.transaction_timeout = Some(float(key)?),
             "pid-filename" => layer.pid_file = Some(key.value.clone().into()),
             "client-conflict-resolution" => layer.client_conflict_resolution = Some(boolean(key)?),
             "msgpack" => layer.msgpack = Some(boolean(key)?),
             "metrics-address" => layer.metrics = Some(key.value.clone()),
+            // zeod's limits (docs/SECURITY.md); runzeo has none of them.
+            "max-frame-size" => layer.max_frame_size = Some(byte_size(key)?),
+            "max-connections" => layer.max_connections = Some(integer(key)?),
+            "max-output-buffer" => layer.max_output_buffer = Some(byte_size(key)?),
+            "handshake-timeout" => layer.handshake_timeout = Some(float(key)?),
             "monitor-address"
             | "drop-cache-rather-verify"
             | "authentication-protocol"
@@ -141,17 +147,57 @@ fn zeo_section(section: &Section, layer: &mut Layer, notes: &mut Notes) -> Resul
             other => return Err(error(key.line, format!("unknown key {other:?} in <zeo>"))),
         }
     }
-    if let Some(ssl) = section.sections.iter().find(|s| s.kind == "ssl") {
+    let mut saw_ssl = false;
+    for inner in &section.sections {
+        if inner.kind != "ssl" {
+            return Err(error(
+                inner.line,
+                format!("unknown section <{}> in <zeo>", inner.kind),
+            ));
+        }
+        if saw_ssl {
+            return Err(error(inner.line, "more than one <ssl> section"));
+        }
+        saw_ssl = true;
+        ssl_section(inner, layer)?;
+    }
+    Ok(())
+}
+
+/// `<ssl>` in `<zeo>`, with runzeo's keys (ZEO's server.xml). Paths stay
+/// as written; the files are read when the server starts.
+fn ssl_section(section: &Section, layer: &mut Layer) -> Result<(), SchemaError> {
+    if let Some(inner) = section.sections.first() {
         return Err(error(
-            ssl.line,
-            "<ssl> is not supported by zeod; terminate TLS in front of it (e.g. stunnel)",
+            inner.line,
+            format!("unexpected <{}> inside <ssl>", inner.kind),
         ));
     }
-    if let Some(other) = section.sections.first() {
-        return Err(error(
-            other.line,
-            format!("unknown section <{}> in <zeo>", other.kind),
-        ));
+    for key in &section.keys {
+        match key.name.as_str() {
+            "certificate" => layer.ssl_certificate = Some(key.value.clone().into()),
+            "key" => layer.ssl_key = Some(key.value.clone().into()),
+            "authenticate" if key.value == "DYNAMIC" => {
+                return Err(error(
+                    key.line,
+                    "authenticate DYNAMIC (certificates added at run time by Python code) \
+                     is not supported: name a certificate file or directory",
+                ))
+            }
+            "authenticate" => layer.ssl_authenticate = Some(key.value.clone().into()),
+            "password-function" => {
+                return Err(error(
+                    key.line,
+                    "password-function names a Python function, which zeod cannot call: \
+                     store the key decrypted (`openssl pkey -in KEY -out PLAIN`) in a file \
+                     only zeod can read, and drop password-function",
+                ))
+            }
+            other => return Err(error(key.line, format!("unknown key {other:?} in <ssl>"))),
+        }
+    }
+    if layer.ssl_certificate.is_none() {
+        return Err(error(section.line, "<ssl> needs a certificate"));
     }
     Ok(())
 }
@@ -255,6 +301,11 @@ fn storage_section(section: &Section) -> Result<StorageLayer, SchemaError> {
             "pack-keep-old" => storage.pack_keep_old = Some(boolean(key)?),
             "pack-schedule" => storage.pack_schedule = Some(key.value.clone()),
             "pack-days" => storage.pack_days = Some(float(key)?),
+            "backup-schedule" => storage.backup_schedule = Some(key.value.clone()),
+            "backup-repository" => storage.backup_repository = Some(key.value.clone().into()),
+            "backup-keep" => storage.backup_keep = Some(integer(key)?),
+            "backup-full-every" => storage.backup_full_every = Some(integer(key)?),
+            "backup-gzip" => storage.backup_gzip = Some(boolean(key)?),
             // A Python callable; zeod has one packer.
             "packer" => {}
             other => {
@@ -370,6 +421,40 @@ mod tests {
         let l = layer("<zeo>\naddress 8100\n</zeo>\n<filestorage>\npath Data.fs\n</filestorage>\n")
             .unwrap();
         assert!(l.storages.contains_key("1"));
+    }
+
+    #[test]
+    fn reads_runzeos_ssl_section() {
+        let l = layer(
+            "<zeo>\n address 8100\n <ssl>\n  certificate server.pem\n  key server_key.pem\n  authenticate clients/\n </ssl>\n</zeo>\n",
+        )
+        .unwrap();
+        assert_eq!(l.ssl_certificate.as_deref(), Some(Path::new("server.pem")));
+        assert_eq!(l.ssl_key.as_deref(), Some(Path::new("server_key.pem")));
+        assert_eq!(l.ssl_authenticate.as_deref(), Some(Path::new("clients/")));
+
+        let pw = layer("<zeo>\n<ssl>\ncertificate a.pem\npassword-function m.pw\n</ssl>\n</zeo>\n")
+            .unwrap_err();
+        assert_eq!(pw.line, 4);
+        assert!(pw.message.contains("decrypted"), "{pw}");
+        assert_eq!(
+            layer("<zeo>\n<ssl>\nkey k.pem\n</ssl>\n</zeo>\n")
+                .unwrap_err()
+                .line,
+            2
+        );
+        assert_eq!(
+            layer("<zeo>\n<ssl>\ncertificate a\n</ssl>\n<ssl>\ncertificate b\n</ssl>\n</zeo>\n")
+                .unwrap_err()
+                .line,
+            5
+        );
+        assert_eq!(
+            layer("<zeo>\n<ssl>\ncertificate a\nciphers ALL\n</ssl>\n</zeo>\n")
+                .unwrap_err()
+                .line,
+            4
+        );
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //!   zeod_commit_lock_held_seconds{storage}        age of the current holder (0 when free)
 //!   zeod_invalidation_queue_length{storage}       transactions kept for getInvalidations
 //!   zeod_pack_running{storage}                    1 while a pack runs
+//!   zeod_pack_progress_ratio{storage}             0..1 of the running pack's work (0 when none)
+//!   zeod_pack_phase{storage,phase}                1 for the phase the pack is in (idle, prepare, gc, copy, swap, cleanup)
 //!   zeod_loads_total / stores / commits / aborts {storage}
 //!   zeod_conflicts_total{storage,resolved}        handed back (false) / resolved by zeod (true)
 //!   zeod_process_resident_memory_bytes, zeod_process_open_fds, zeod_process_start_time_seconds
@@ -48,6 +50,10 @@ pub struct StorageSample {
     pub lock_held_seconds: Option<f64>,
     pub invalidation_queue: u64,
     pub packing: bool,
+    /// Phase of the running pack (one of [`PACK_PHASES`]); `None` when idle.
+    pub pack_phase: Option<&'static str>,
+    /// Done / total of the running pack's work, 0 when idle.
+    pub pack_progress: f64,
     pub loads: u64,
     pub stores: u64,
     pub commits: u64,
@@ -139,7 +145,18 @@ const GAUGES: &[(&str, &str, Read)] = &[
     ("pack_running", "1 while a pack of the storage runs", |s| {
         Some(f64::from(u8::from(s.packing)))
     }),
+    (
+        "pack_progress_ratio",
+        "Fraction (0 to 1) of the running pack's work done; 0 when no pack runs",
+        |s| Some(s.pack_progress),
+    ),
 ];
+
+/// The phases of a pack, in order, as `zeod_pack_phase{phase}` labels:
+/// removing the previous pack's `.old` files, finding reachable objects,
+/// copying, the short locked swap, and removing/linking blobs and writing
+/// the index after commits resumed.
+pub const PACK_PHASES: &[&str] = &["idle", "prepare", "gc", "copy", "swap", "cleanup"];
 
 type Count = fn(&StorageSample) -> u64;
 
@@ -182,6 +199,20 @@ impl Collector for StorageCollector {
                 for (resolved, value) in [("false", s.conflicts), ("true", s.conflicts_resolved)] {
                     let labels = [("storage", s.name.as_str()), ("resolved", resolved)];
                     ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+                }
+            }
+            let mut family = encoder.encode_descriptor(
+                "pack_phase",
+                "1 for the phase the storage's pack is in: idle, prepare, gc (finding reachable objects), copy, swap (commits held), cleanup",
+                None,
+                MetricType::Gauge,
+            )?;
+            for s in &samples {
+                let current = s.pack_phase.unwrap_or("idle");
+                for phase in PACK_PHASES {
+                    let labels = [("storage", s.name.as_str()), ("phase", *phase)];
+                    ConstGauge::new(i64::from(*phase == current))
+                        .encode(family.encode_family(&labels)?)?;
                 }
             }
         }

@@ -3,9 +3,11 @@
 //! nothing touches the storage before `vote`. `vote` takes the storage's
 //! commit lock (waiting voters are queued FIFO, their replies deferred),
 //! begins the storage transaction (which fixes the tid), replays the log,
-//! and votes. `tpc_finish` makes it durable, queues the invalidations to
-//! every other connection while no reply can overtake them, sends `info`
-//! and the tid, and only then releases the lock.
+//! and votes. `tpc_finish` makes it durable (the fsync, while readers go
+//! on), then publishes it and queues the invalidations to every other
+//! connection under the write side of the visibility lock, so no reply can
+//! overtake them, sends `info` and the tid, and only then releases the
+//! commit lock.
 //!
 //! Write conflicts go back to ZEO 5 clients as `{'oid', 'serials', 'data'}`
 //! dicts in the vote result with the log kept, so the client resolves them
@@ -418,28 +420,42 @@ impl Connection {
         let info_slot = self.reserve().await.map_err(CallError::Close)?;
         let reply_slot = self.reserve().await.map_err(CallError::Close)?;
         let storage = exported.storage.clone();
-        let visible = exported.visibility.write().await;
-        let finished = tokio::task::spawn_blocking(move || storage.tpc_finish(*txn)).await;
-        let result = match finished {
-            Ok(Ok((tid, oids))) => {
-                exported.broadcast_invalidation(self.id, tid, &oids);
-                drop(visible);
-                Stats::bump(&exported.stats.commits);
-                tracing::debug!(conn = self.id, storage = %exported.name, %tid, objects = oids.len(), "committed");
-                let info = info_dict(&exported.storage);
-                info_slot.send(
-                    self.encode_call("info", vec![info])
-                        .map_err(CallError::Close)?,
-                );
-                Ok(Value::tid(tid))
+        // The fsync runs before the write side is taken: the transaction is
+        // not visible until `publish`, so readers need not wait for the
+        // disk, and the commit lock (still held) keeps commits in order.
+        let durable = tokio::task::spawn_blocking(move || {
+            let mut txn = txn;
+            storage.make_durable(&mut txn).map(|()| txn)
+        })
+        .await;
+        let result = match durable {
+            Ok(Ok(txn)) => {
+                let visible = exported.visibility.write().await;
+                match exported.storage.publish(*txn) {
+                    Ok((tid, oids)) => {
+                        exported.broadcast_invalidation(self.id, tid, &oids);
+                        drop(visible);
+                        Stats::bump(&exported.stats.commits);
+                        tracing::debug!(conn = self.id, storage = %exported.name, %tid, objects = oids.len(), "committed");
+                        let info = info_dict(&exported.storage);
+                        info_slot.send(
+                            self.encode_call("info", vec![info])
+                                .map_err(CallError::Close)?,
+                        );
+                        Ok(Value::tid(tid))
+                    }
+                    Err(err) => {
+                        drop(visible);
+                        tracing::error!(conn = self.id, storage = %exported.name, %err, "tpc_finish failed");
+                        Err(CallError::from(err))
+                    }
+                }
             }
             Ok(Err(err)) => {
-                drop(visible);
                 tracing::error!(conn = self.id, storage = %exported.name, %err, "tpc_finish failed");
                 Err(CallError::from(err))
             }
             Err(err) => {
-                drop(visible);
                 tracing::error!(conn = self.id, storage = %exported.name, %err, "tpc_finish panicked");
                 Err(CallError::message(
                     "ZODB.POSException.StorageSystemError",

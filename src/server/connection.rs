@@ -26,8 +26,6 @@ use super::Shared;
 use crate::protocol::FrameCodec;
 use crate::protocol::{Encoding, Message, Value};
 
-/// A client that connects but sends no handshake within this time is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// On shutdown, a connection holding the commit lock gets this long to
 /// finish (or abort) its transaction.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -65,14 +63,15 @@ where
     let (reader, writer) = tokio::io::split(stream);
     let (reader, writer) = shared.metrics.count_io(reader, writer);
     let mut frames = FramedRead::new(reader, wire::frame_codec(shared.config.max_frame_size));
-    let (out, rx) = Outbound::new();
+    let (out, rx) = Outbound::new(shared.config.max_output_buffer);
     let kill = CancellationToken::new();
     let writer = tokio::spawn(outbound::write_frames(rx, writer, kill.clone(), id));
 
     let greeting: &[u8] = if shared.config.msgpack { b"M5" } else { b"Z5" };
     let _ = out.try_push(greeting.to_vec());
+    let handshake_timeout = shared.config.handshake_timeout;
     let handshake = tokio::select! {
-        frame = tokio::time::timeout(HANDSHAKE_TIMEOUT, frames.next()) => frame,
+        frame = tokio::time::timeout(handshake_timeout, frames.next()) => frame,
         _ = shared.shutdown.cancelled() => Ok(None),
     };
     let first_frame = match &handshake {
@@ -124,7 +123,7 @@ where
         }
         Ok(None) => None,
         Err(_) => {
-            tracing::info!(conn = id, peer = %address, "no handshake within {HANDSHAKE_TIMEOUT:?}");
+            tracing::info!(conn = id, peer = %address, "no handshake within {handshake_timeout:?}");
             None
         }
     };

@@ -110,6 +110,19 @@ impl Exported {
         self.send_to_all(Some(committer), &call);
     }
 
+    /// Queues `info({'length', 'size'})` on every connection of this
+    /// storage, as ZEO's server does after a pack, so clients' `getSize()`
+    /// and `len()` show the packed storage.
+    pub fn broadcast_size_info(&self) {
+        let info = Message {
+            msgid: Value::Int(0),
+            flags: Value::Bool(true),
+            method: "info".into(),
+            args: Value::Tuple(vec![super::commit::info_dict(&self.storage)]),
+        };
+        self.send_to_all(None, &info);
+    }
+
     /// Queues a one-way call on every connection (but `except`), encoding
     /// it once per encoding in use.
     pub fn send_to_all(&self, except: Option<ConnId>, call: &Message) {
@@ -137,11 +150,12 @@ impl Exported {
             let Some(bytes) = &encoded[index].1 else {
                 continue;
             };
-            if peer.out.try_push(bytes.clone()).is_err() {
+            if let Err(full) = peer.out.try_push(bytes.clone()) {
                 tracing::warn!(
                     storage = %self.name,
                     conn = id,
                     peer = %peer.address,
+                    queued_bytes = full.queued,
                     "outbound queue full (client not reading); disconnecting it"
                 );
                 peer.kill.cancel();

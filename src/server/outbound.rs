@@ -1,9 +1,12 @@
 //! A connection's outbound queue and the task that drains it into the
-//! socket. The queue is bounded. A connection's own replies may use only a
-//! small share of it and wait for room (backpressure on that client);
-//! callbacks other connections push (invalidations, `info`) never wait: if
-//! the queue is full the client is not reading, and it is disconnected.
+//! socket. A connection's own replies may use only a small share of the
+//! queue and wait for room (backpressure on that client); callbacks other
+//! connections push (invalidations, `info`) never wait: they are counted in
+//! bytes, and once more than the connection's output limit
+//! (`max-output-buffer`) is queued the client is not reading, and it is
+//! disconnected.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,11 +14,12 @@ use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-/// Frames queued per connection, all kinds together.
-pub const QUEUE_FRAMES: usize = 1024;
-/// Of which the connection's own replies and blob chunks may use this many,
-/// leaving the rest for invalidations from other connections.
+/// Of the queue, the connection's own replies and blob chunks may hold this
+/// many frames; the rest is for callbacks from other connections.
 pub const OWN_FRAMES: usize = 32;
+/// What a queued callback costs beyond its bytes (the frame's bookkeeping),
+/// so that a flood of tiny frames is bounded too.
+pub const FRAME_OVERHEAD: usize = 64;
 /// A client that takes longer than this to accept one frame is gone.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -24,6 +28,9 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(300);
 pub struct Outbound {
     tx: mpsc::Sender<Frame>,
     own: Arc<Semaphore>,
+    /// Bytes of callbacks queued and not yet written.
+    queued: Arc<AtomicUsize>,
+    limit: usize,
 }
 
 /// One encoded message (without its length prefix).
@@ -31,6 +38,19 @@ pub struct Frame {
     pub bytes: Vec<u8>,
     /// Returned when the frame has been written.
     _own: Option<OwnedSemaphorePermit>,
+    _charge: Option<Charge>,
+}
+
+/// A callback's share of the byte limit, returned when it is written.
+struct Charge {
+    queued: Arc<AtomicUsize>,
+    bytes: usize,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.queued.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }
 
 /// Room for one of the connection's own frames, reserved in advance so the
@@ -44,17 +64,28 @@ pub struct Slot {
 #[derive(Debug)]
 pub struct Closed;
 
-/// The queue is full.
+/// The callback was not queued: the client is not reading (`queued` bytes
+/// wait already) or its writer is gone.
 #[derive(Debug)]
-pub struct Full;
+pub struct Full {
+    pub queued: usize,
+}
 
 impl Outbound {
-    pub fn new() -> (Outbound, mpsc::Receiver<Frame>) {
-        let (tx, rx) = mpsc::channel(QUEUE_FRAMES);
+    /// A queue that holds at most `limit` bytes of callbacks (one callback
+    /// of any size is let through when nothing else waits, so a large
+    /// invalidation does not disconnect a client that reads).
+    pub fn new(limit: usize) -> (Outbound, mpsc::Receiver<Frame>) {
+        // Every callback costs at least FRAME_OVERHEAD, so the byte limit
+        // is reached before the frame count.
+        let frames = OWN_FRAMES + limit / FRAME_OVERHEAD + 1;
+        let (tx, rx) = mpsc::channel(frames);
         (
             Outbound {
                 tx,
                 own: Arc::new(Semaphore::new(OWN_FRAMES)),
+                queued: Arc::new(AtomicUsize::new(0)),
+                limit,
             },
             rx,
         )
@@ -69,9 +100,34 @@ impl Outbound {
 
     /// Queues a callback from elsewhere without waiting.
     pub fn try_push(&self, bytes: Vec<u8>) -> Result<(), Full> {
+        let cost = bytes.len().saturating_add(FRAME_OVERHEAD);
+        let limit = self.limit;
+        let charged = self
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                (queued == 0 || queued.saturating_add(cost) <= limit).then(|| queued + cost)
+            });
+        if let Err(queued) = charged {
+            return Err(Full { queued });
+        }
+        let charge = Charge {
+            queued: self.queued.clone(),
+            bytes: cost,
+        };
         self.tx
-            .try_send(Frame { bytes, _own: None })
-            .map_err(|_| Full)
+            .try_send(Frame {
+                bytes,
+                _own: None,
+                _charge: Some(charge),
+            })
+            .map_err(|_| Full {
+                queued: self.queued(),
+            })
+    }
+
+    /// Bytes of callbacks waiting to be written.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
     }
 }
 
@@ -80,6 +136,7 @@ impl Slot {
         self.permit.send(Frame {
             bytes,
             _own: Some(self.own),
+            _charge: None,
         });
     }
 }
@@ -141,7 +198,8 @@ mod tests {
 
     #[tokio::test]
     async fn own_frames_leave_room_for_callbacks_and_overflow_is_reported() {
-        let (out, mut rx) = Outbound::new();
+        let limit = 100 * (10 + FRAME_OVERHEAD);
+        let (out, mut rx) = Outbound::new(limit);
         let mut slots = Vec::new();
         for _ in 0..OWN_FRAMES {
             slots.push(out.reserve().await.unwrap());
@@ -149,23 +207,36 @@ mod tests {
         // The connection's own share is used up: a further reply waits...
         let waiting = tokio::time::timeout(Duration::from_millis(50), out.reserve()).await;
         assert!(waiting.is_err(), "own frames exceeded their share");
-        // ...while callbacks from other connections still fit, up to the bound.
-        for _ in 0..QUEUE_FRAMES - OWN_FRAMES {
-            out.try_push(vec![1]).unwrap();
+        // ...while callbacks from other connections still fit, up to the
+        // byte limit.
+        for _ in 0..100 {
+            out.try_push(vec![1; 10]).unwrap();
         }
-        assert!(out.try_push(vec![2]).is_err(), "queue grew past its bound");
+        assert_eq!(out.queued(), limit);
+        let full = out.try_push(vec![2]).unwrap_err();
+        assert_eq!(full.queued, limit, "queue grew past its bound");
         for slot in slots {
             slot.send(vec![0]);
         }
-        // Written frames return their share.
-        assert_eq!(rx.len(), QUEUE_FRAMES);
+        // Written frames return their share and their bytes.
+        assert_eq!(rx.len(), OWN_FRAMES + 100);
         while !rx.is_empty() {
             drop(rx.recv().await.unwrap());
         }
+        assert_eq!(out.queued(), 0);
         let again = tokio::time::timeout(Duration::from_millis(50), out.reserve()).await;
         assert!(
             again.is_ok(),
             "written frames did not free the connection's share"
         );
+    }
+
+    #[tokio::test]
+    async fn one_callback_larger_than_the_limit_passes_an_empty_queue() {
+        let (out, mut rx) = Outbound::new(1024);
+        out.try_push(vec![0; 4096]).unwrap();
+        assert!(out.try_push(vec![0; 1]).is_err(), "a second one must wait");
+        drop(rx.recv().await.unwrap());
+        out.try_push(vec![0; 1]).unwrap();
     }
 }

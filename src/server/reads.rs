@@ -1,15 +1,14 @@
 //! Calls that read the storage (loads, history, undo log, info, status,
-//! invalidations since a tid, iterators) and `pack`. Each read computes and
+//! iterators) and `pack`; `getInvalidations` is `catch_up`'s. Each read computes and
 //! queues its reply under the read side of the storage's visibility lock,
 //! so a reply that shows a commit follows that commit's invalidation, and
 //! one computed before a commit precedes it (else the client would cache
 //! stale data as current after applying the invalidation). Point reads
 //! (an index lookup and a pread, microseconds when cached) run inline, as
-//! in Python; scans (undo log, iteration, invalidations by age) and pack run
+//! in Python; scans (undo log, iteration) and pack run
 //! on tokio's blocking pool.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::commit::info_dict;
 use super::connection::Connection;
@@ -99,13 +98,6 @@ pub fn extension(meta: &TxnMeta) -> Value {
     }
 }
 
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
 impl Connection {
     /// A read-only call: computes and queues the reply under the read side
     /// of the visibility lock.
@@ -119,6 +111,12 @@ impl Connection {
             .exported
             .clone()
             .ok_or_else(|| CallError::close("not registered"))?;
+        if method == "getInvalidations" {
+            // Its answer may need a long scan, which must not hold the
+            // visibility lock: see catch_up.
+            a.arity(1, 1)?;
+            return self.get_invalidations(a.tid(0)?, msgid, &exported).await;
+        }
         let slot = self.reserve().await.map_err(CallError::Close)?;
         let visible = exported.visibility.read().await;
         let result = self.read(method, a, &exported).await;
@@ -237,25 +235,6 @@ impl Connection {
                 let oids = storage.new_oids(n)?;
                 Ok(Value::List(oids.into_iter().map(Value::oid).collect()))
             }
-            "getInvalidations" => {
-                a.arity(1, 1)?;
-                let after = a.tid(0)?;
-                if let Some((tid, oids)) = exported.invalidations.lock().since(after) {
-                    return Ok(invalidations_value(tid, oids));
-                }
-                let young = self
-                    .shared
-                    .config
-                    .invalidation_age
-                    .is_some_and(|age| after.to_unix() >= unix_now() - age.as_secs_f64());
-                if !young {
-                    return Ok(Value::None);
-                }
-                match blocking(move || storage.invalidations_since(after)).await?? {
-                    Some((tid, oids)) if tid > after => Ok(invalidations_value(tid, oids)),
-                    _ => Ok(Value::None),
-                }
-            }
             "undoLog" => {
                 a.arity(0, 2)?;
                 let first = if a.len() > 0 { a.int(0)? as i64 } else { 0 };
@@ -364,17 +343,15 @@ impl Connection {
         self.shared.tasks.spawn(async move {
             let storage = exported.storage.clone();
             tracing::info!(storage = %exported.name, conn, pack_time = when, "pack started");
-            let result = blocking(move || storage.pack(Tid::from_unix(when), gc)).await;
+            let result = blocking(move || {
+                let _shown = crate::progress::Reporter::log(storage.pack_progress());
+                storage.pack(Tid::from_unix(when), gc)
+            })
+            .await;
             let result = match result {
                 Ok(Ok(())) => {
                     tracing::info!(storage = %exported.name, "pack finished");
-                    let info = Message {
-                        msgid: Value::Int(0),
-                        flags: Value::Bool(true),
-                        method: "info".into(),
-                        args: Value::Tuple(vec![info_dict(&exported.storage)]),
-                    };
-                    exported.send_to_all(None, &info);
+                    exported.broadcast_size_info();
                     Ok(Value::None)
                 }
                 Ok(Err(err)) => {
@@ -407,13 +384,6 @@ impl Connection {
         });
         Ok(())
     }
-}
-
-fn invalidations_value(tid: Tid, oids: Vec<crate::ids::Oid>) -> Value {
-    Value::Tuple(vec![
-        Value::tid(tid),
-        Value::List(oids.into_iter().map(Value::oid).collect()),
-    ])
 }
 
 fn matches_spec(entry: &Value, spec: &[(Value, Value)]) -> bool {

@@ -120,6 +120,7 @@ pub fn sample(exported: &Exported, now: f64) -> crate::metrics::StorageSample {
     let s = &exported.stats;
     let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
     let storage = &exported.storage;
+    let pack = storage.pack_progress().snapshot();
     crate::metrics::StorageSample {
         name: exported.name.clone(),
         size_bytes: storage.size(),
@@ -132,7 +133,10 @@ pub fn sample(exported: &Exported, now: f64) -> crate::metrics::StorageSample {
         lock_waiting: exported.waiting.load(Ordering::Relaxed) as u64,
         lock_held_seconds: exported.lock_time().map(|since| (now - since).max(0.0)),
         invalidation_queue: exported.invalidations.lock().len() as u64,
-        packing: storage.is_packing(),
+        // From the same reading as the phase, so the two always agree.
+        packing: pack.is_some(),
+        pack_phase: pack.as_ref().map(|p| p.phase),
+        pack_progress: pack.as_ref().map_or(0.0, |p| p.fraction()),
         loads: get(&s.loads),
         stores: get(&s.stores),
         commits: get(&s.commits),

@@ -12,6 +12,7 @@ use tokio_util::codec::Framed;
 use super::{StorageSummary, Summary};
 use crate::config::Address;
 use crate::protocol::{decode_message, encode_message, Encoding, FrameCodec, Message, Value};
+use crate::tls::ClientTls;
 
 /// A status reply larger than this is not a status reply.
 const MAX_FRAME: u32 = 16 << 20;
@@ -22,6 +23,8 @@ pub enum StatusError {
     Address,
     #[error("cannot connect: {0}")]
     Connect(std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(std::io::Error),
     #[error("no answer within {0:?}")]
     Timeout(Duration),
     #[error("the server closed the connection {0}")]
@@ -38,41 +41,56 @@ pub enum StatusError {
     Raised { method: String, class: String },
 }
 
-/// Asks the server at `address` for everything the summary shows.
-pub async fn fetch(address: &str, timeout: Duration) -> Result<Summary, StatusError> {
-    tokio::time::timeout(timeout, fetch_inner(address))
+/// Asks the server at `address` for everything the summary shows, over
+/// TLS when `tls` is given.
+pub async fn fetch(
+    address: &str,
+    timeout: Duration,
+    tls: Option<&ClientTls>,
+) -> Result<Summary, StatusError> {
+    tokio::time::timeout(timeout, fetch_inner(address, tls))
         .await
         .map_err(|_| StatusError::Timeout(timeout))?
 }
 
-async fn fetch_inner(address: &str) -> Result<Summary, StatusError> {
-    let target = Address::parse(address).map_err(|_| StatusError::Address)?;
-    let (protocol, status) = match &target {
-        Address::Tcp(addr) => ruok(connect_tcp(*addr).await?).await?,
-        Address::Unix(path) => {
-            ruok(
-                UnixStream::connect(path)
-                    .await
-                    .map_err(StatusError::Connect)?,
-            )
-            .await?
-        }
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+async fn open(
+    target: &Address,
+    address: &str,
+    tls: Option<&ClientTls>,
+) -> Result<Box<dyn Io>, StatusError> {
+    let stream: Box<dyn Io> = match target {
+        Address::Tcp(addr) => Box::new(connect_tcp(*addr).await?),
+        Address::Unix(path) => Box::new(
+            UnixStream::connect(path)
+                .await
+                .map_err(StatusError::Connect)?,
+        ),
     };
+    match tls {
+        Some(tls) => Ok(Box::new(
+            tls.connect(address, stream)
+                .await
+                .map_err(StatusError::Tls)?,
+        )),
+        None => Ok(stream),
+    }
+}
+
+async fn fetch_inner(address: &str, tls: Option<&ClientTls>) -> Result<Summary, StatusError> {
+    let target = Address::parse(address).map_err(|_| StatusError::Address)?;
+    let (protocol, status) = ruok(open(&target, address, tls).await?).await?;
     let mut storages = Vec::new();
     for (name, figures) in status {
         let status = match figures {
             serde_json::Value::Object(map) => map,
             _ => return Err(StatusError::Shape),
         };
-        let info = match &target {
-            Address::Tcp(addr) => match connect_tcp(*addr).await {
-                Ok(stream) => get_info(stream, &name).await,
-                Err(err) => Err(err),
-            },
-            Address::Unix(path) => match UnixStream::connect(path).await {
-                Ok(stream) => get_info(stream, &name).await,
-                Err(err) => Err(StatusError::Connect(err)),
-            },
+        let info = match open(&target, address, tls).await {
+            Ok(stream) => get_info(stream, &name).await,
+            Err(err) => Err(err),
         };
         let (info, info_error) = match info {
             Ok(info) => (info, None),

@@ -1,7 +1,8 @@
 //! The write path: `tpc_begin` → store/restore/delete/undo (records go to
 //! an in-memory buffer, positioned as if the header were already at the end
 //! of the file) → `tpc_vote` (append with status 'c', not yet visible) →
-//! `tpc_finish` (flip the status byte, fsync, then publish to the index) or
+//! `tpc_finish` (flip the status byte, fsync — `make_durable` — then
+//! `publish` to the index) or
 //! `tpc_abort` (truncate). One transaction at a time, enforced by `busy`.
 
 use std::collections::HashMap;
@@ -129,6 +130,7 @@ pub(super) fn tpc_begin(s: &FileStorage, options: BeginOptions) -> Result<Transa
         pending_blobs: Vec::new(),
         installed_blobs: Vec::new(),
         voted: false,
+        durable: false,
         resolved: Vec::new(),
         _busy: busy,
     })
@@ -392,9 +394,17 @@ pub(super) fn tpc_vote(s: &FileStorage, txn: &mut Transaction) -> Result<Vec<Oid
     Ok(txn.resolved.clone())
 }
 
-pub(super) fn tpc_finish(s: &FileStorage, mut txn: Transaction) -> Result<(Tid, Vec<Oid>)> {
+/// The first half of `tpc_finish`: flips the status byte and fsyncs, so
+/// the transaction survives a crash, without publishing it. Readers still
+/// see the previous state until [`publish`]; the server runs this half
+/// outside its visibility lock, so loads do not wait for the disk. On
+/// failure the transaction is rolled back (truncated) and must be dropped.
+pub(super) fn make_durable(s: &FileStorage, txn: &mut Transaction) -> Result<()> {
+    if txn.durable {
+        return Ok(());
+    }
     if !txn.voted {
-        tpc_vote(s, &mut txn)?;
+        tpc_vote(s, txn)?;
     }
     let sync = || -> std::io::Result<()> {
         txn.file.write_all_at(&[txn.status], txn.tpos + 16)?;
@@ -412,6 +422,18 @@ pub(super) fn tpc_finish(s: &FileStorage, mut txn: Transaction) -> Result<(Tid, 
             source,
         });
     }
+    txn.durable = true;
+    Ok(())
+}
+
+/// The second half of `tpc_finish`: makes a durable transaction visible to
+/// reads (index entries, end, last tid). In memory only: microseconds.
+pub(super) fn publish(s: &FileStorage, mut txn: Transaction) -> Result<(Tid, Vec<Oid>)> {
+    if !txn.durable {
+        return Err(Error::BadArgument(
+            "publish of a transaction that is not durable".into(),
+        ));
+    }
     let end = txn.tpos + txn.thl + txn.buf.len() as u64 + 8;
     {
         let mut p = s.published.write();
@@ -423,6 +445,11 @@ pub(super) fn tpc_finish(s: &FileStorage, mut txn: Transaction) -> Result<(Tid, 
     }
     debug!(tid = %txn.tid, objects = txn.oids.len(), end, "transaction finished");
     Ok((txn.tid, std::mem::take(&mut txn.oids)))
+}
+
+pub(super) fn tpc_finish(s: &FileStorage, mut txn: Transaction) -> Result<(Tid, Vec<Oid>)> {
+    make_durable(s, &mut txn)?;
+    publish(s, txn)
 }
 
 pub(super) fn tpc_abort(s: &FileStorage, mut txn: Transaction) {

@@ -143,6 +143,9 @@ fn be8(b: &[u8]) -> [u8; 8] {
     a
 }
 
+/// Reads longer than this check the file's size first.
+const LARGE_READ: u64 = 1 << 20;
+
 /// Positioned reads of one data file. Never moves a shared cursor, so any
 /// number of readers can use the same `File` while a commit appends.
 #[derive(Clone, Copy)]
@@ -178,7 +181,26 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Reads `len` bytes at `pos`. A length from a damaged record can be
+    /// anything: a large one is checked against the file's size before
+    /// anything is allocated for it (found by the `datafs` fuzz target).
     pub fn read_vec(&self, pos: u64, len: u64) -> Result<Vec<u8>> {
+        if len > LARGE_READ {
+            let size = self
+                .file
+                .metadata()
+                .map_err(|source| Error::Io {
+                    context: format!("reading the size of {}", self.path.display()),
+                    source,
+                })?
+                .len();
+            if pos.checked_add(len).is_none_or(|end| end > size) {
+                return Err(self.corrupt(
+                    pos,
+                    format!("a {len}-byte read runs past the end of the file ({size} bytes)"),
+                ));
+            }
+        }
         let len = usize::try_from(len).map_err(|_| self.corrupt(pos, "length overflows memory"))?;
         let mut v = vec![0u8; len];
         self.read_at(&mut v, pos)?;
@@ -467,6 +489,24 @@ pub fn encode_txn_header(tid: Tid, tlen: u64, status: u8, meta: &TxnMeta) -> Vec
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// Regression (the `datafs` fuzz target): a data record whose length
+    /// says 549 GB made `load` allocate that much and abort the process.
+    #[test]
+    fn a_huge_record_length_is_corruption_not_an_allocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Data.fs");
+        std::fs::write(&path, vec![0u8; 4096]).unwrap();
+        let file = File::open(&path).unwrap();
+        let r = Reader::new(&file, &path);
+        for len in [0x80_0000_0000, u64::MAX, LARGE_READ + 1] {
+            assert!(matches!(
+                r.read_vec(100, len),
+                Err(Error::Corrupt { pos: 100, .. })
+            ));
+        }
+        assert_eq!(r.read_vec(100, 16).unwrap().len(), 16);
+    }
 
     #[test]
     fn txn_header_round_trips() {

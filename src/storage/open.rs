@@ -16,6 +16,7 @@ use super::lockfile::LockFile;
 use super::scan::{check_sanity, scan, Tail};
 use super::{index_file, Error, FileStorage, OpenOptions, Published, Result};
 use crate::ids::{Oid, Tid};
+use crate::progress::Progress;
 
 fn io_err(context: String) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Io { context, source }
@@ -108,7 +109,7 @@ pub(super) fn open(path: &Path, options: OpenOptions) -> Result<FileStorage> {
     let rebuilt = saved.is_none();
     let (start, mut index, last_tid) =
         saved.unwrap_or((MAGIC.len() as u64, Index::new(), Tid::ZERO));
-    let scanned = scan(r, size, start, &mut index, last_tid)?;
+    let scanned = scan(r, size, start, &mut index, last_tid, &options.progress)?;
     if let Some(tail) = scanned.tail {
         if read_only {
             warn!(path = %path.display(), pos = tail.pos, "interrupted transaction at end of file ignored (read-only)");
@@ -145,6 +146,7 @@ pub(super) fn open(path: &Path, options: OpenOptions) -> Result<FileStorage> {
         lock: Mutex::new(lock),
         closed: AtomicBool::new(false),
         packing: AtomicBool::new(false),
+        pack_progress: Progress::new(),
         pack_holds_busy: AtomicBool::new(false),
         blobs,
         options,

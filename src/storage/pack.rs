@@ -84,6 +84,8 @@ pub(super) fn pack(s: &FileStorage, pack_time: Tid, gc: bool) -> Result<()> {
         return Err(Error::BadArgument("already packing".into()));
     }
     let _packing = Packing(s);
+    // Until the GC pass knows the file's end: an estimate, two passes.
+    let _running = s.pack_progress.run_phase("pack", 2 * s.size(), "prepare");
     let old_path = sibling(&s.path, ".old");
     if old_path.exists() {
         std::fs::remove_file(&old_path).map_err(io(format!("removing {}", old_path.display())))?;
@@ -103,6 +105,54 @@ pub(super) fn pack(s: &FileStorage, pack_time: Tid, gc: bool) -> Result<()> {
     result
 }
 
+/// Puts the packed file in place of `Data.fs` so that a crash at any
+/// instant leaves a complete `Data.fs`, old or new, and never an index
+/// that belongs to the other one: the saved index (of the old file) is
+/// removed first, the old file is hard-linked as `.old` when it is kept,
+/// and one rename replaces `Data.fs`. Python's packer renames `Data.fs`
+/// away first, leaving an instant without one; that sequence remains the
+/// fallback where hard links are not supported. True if `.old` exists
+/// afterwards.
+fn swap_in(s: &FileStorage, pack_path: &Path, old_path: &Path) -> Result<bool> {
+    let index_path = index_file::index_path(&s.path);
+    match std::fs::remove_file(&index_path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(format!("removing {}", index_path.display()))(e)),
+    }
+    let linked = s.options.pack_keep_old && std::fs::hard_link(&s.path, old_path).is_ok();
+    if s.options.pack_keep_old && !linked {
+        std::fs::rename(&s.path, old_path)
+            .map_err(io(format!("renaming {} to .old", s.path.display())))?;
+    }
+    if let Err(e) = std::fs::rename(pack_path, &s.path) {
+        if s.options.pack_keep_old && !linked {
+            // Put the original back: nothing is lost.
+            let _ = std::fs::rename(old_path, &s.path);
+        }
+        // The old file stays in service; so may its index.
+        let _ = s.save_index();
+        return Err(io(format!("renaming {} into place", pack_path.display()))(
+            e,
+        ));
+    }
+    // The rename must be on disk before commits to the new file are
+    // acknowledged, or a power loss could bring the old file back.
+    if let Some(dir) = s.path.parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        // The new file is in place now: failing here would leave the
+        // storage writing to the old one. A warning is all it can be.
+        if let Err(err) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+            tracing::warn!(dir = %dir.display(), %err, "pack: cannot sync the directory after the rename");
+        }
+    }
+    Ok(s.options.pack_keep_old)
+}
+
 fn pack_into(
     s: &FileStorage,
     pack_time: Tid,
@@ -112,8 +162,13 @@ fn pack_into(
 ) -> Result<()> {
     let started = Instant::now();
     let (file, eof) = s.snapshot();
+    // Progress counts two passes over the file: the GC reads [4, eof), the
+    // copy reads it again plus what is committed meanwhile.
+    let progress = &s.pack_progress;
+    progress.set_total(2 * eof);
+    progress.phase("gc");
     let r = Reader::new(&file, &s.path);
-    let mut g = Gc::new(r, eof, pack_time);
+    let mut g = Gc::new(r, eof, pack_time, progress);
     if let Plan::Redundant = g.build_pack_index()? {
         info!(path = %s.path.display(), "already packed to a later time, or no changes since the last pack");
         return Ok(());
@@ -130,6 +185,7 @@ fn pack_into(
         "pack: reachability computed; copying history up to the pack time"
     );
 
+    progress.phase("copy");
     let mut out = PackOut::create(pack_path)?;
     let mut dropped = Vec::new();
     let opos = copy_to_packtime(&g, &mut out, s.blobs.is_some(), &mut dropped)?;
@@ -150,22 +206,16 @@ fn pack_into(
         seconds = started.elapsed().as_secs_f64(),
         "pack: history copied; copying transactions committed since the pack started"
     );
-    let ipos = copy_rest(r, &mut out, ipos, end)?;
+    let ipos = copy_rest(r, &mut out, ipos, end, progress, eof)?;
+    progress.phase("swap");
     let slot = take_slot(s)?;
     let locked = Instant::now();
     let (_, end) = s.snapshot();
-    copy_rest(r, &mut out, ipos, end)?;
+    copy_rest(r, &mut out, ipos, end, progress, eof)?;
+    progress.set(eof + end);
     out.sync()?;
 
-    std::fs::rename(&s.path, old_path)
-        .map_err(io(format!("renaming {} to .old", s.path.display())))?;
-    if let Err(e) = std::fs::rename(pack_path, &s.path) {
-        // Put the original back: nothing is lost.
-        let _ = std::fs::rename(old_path, &s.path);
-        return Err(io(format!("renaming {} into place", pack_path.display()))(
-            e,
-        ));
-    }
+    let keep_old = swap_in(s, pack_path, old_path)?;
     let new_end = out.pos;
     let PackOut {
         file: new_file,
@@ -185,17 +235,18 @@ fn pack_into(
     // Still holding the slot: no vote can install a blob into a directory
     // the cleanup is pruning.
     if let Some(blobs) = &s.blobs {
-        blobs.remove_dropped(&dropped, s.options.pack_keep_old);
+        blobs.remove_dropped(&dropped, keep_old);
     }
     drop(slot);
+    progress.phase("cleanup");
     info!(
         path = %s.path.display(),
         commits_held_seconds = locked.elapsed().as_secs_f64(),
         "pack: new file in place; commits resumed"
     );
 
-    if !s.options.pack_keep_old {
-        std::fs::remove_file(old_path).map_err(io(format!("removing {}", old_path.display())))?;
+    if let (Some(blobs), true) = (&s.blobs, keep_old) {
+        blobs.link_kept_into_old();
     }
     let index_path = index_file::index_path(&s.path);
     s.save_index()?;
@@ -211,12 +262,24 @@ fn pack_into(
 }
 
 impl super::blob::BlobDir {
-    /// Removes (or, keeping old files, moves to `<blob_dir>.old`) the blob
-    /// files of dropped revisions, then prunes empty directories.
+    /// `<blob_dir>.old`, the blob tree that goes with `Data.fs.old`.
+    fn old_root(&self) -> PathBuf {
+        sibling(self.root(), ".old")
+    }
+
+    /// Removes the blob files of dropped revisions or, keeping old files,
+    /// moves them into `<blob_dir>.old` (created with its `.layout` even
+    /// when nothing was dropped, as ZODB does); then prunes empty
+    /// directories.
     fn remove_dropped(&self, dropped: &[DroppedBlob], keep_old: bool) {
-        let old_root = sibling(self.root(), ".old");
-        if keep_old && !dropped.is_empty() && std::fs::create_dir_all(&old_root).is_ok() {
-            let _ = std::fs::copy(self.root().join(".layout"), old_root.join(".layout"));
+        let old_root = self.old_root();
+        if keep_old {
+            let made = std::fs::create_dir_all(&old_root).and_then(|_| {
+                link_or_copy(&self.root().join(".layout"), &old_root.join(".layout"))
+            });
+            if let Err(e) = made {
+                tracing::warn!(path = %old_root.display(), %e, "pack could not create the .old blob directory");
+            }
         }
         for d in dropped {
             let target = match d {
@@ -249,5 +312,63 @@ impl super::blob::BlobDir {
                 dir = d.parent();
             }
         }
+    }
+
+    /// Keeping old files: hard-links (copies across file systems) every
+    /// blob file still in use into `<blob_dir>.old` too, as ZODB's
+    /// FileStorage does, so `Data.fs.old` with `<blob_dir>.old` is the
+    /// whole database as it was before the pack. Runs after commits
+    /// resumed; a blob committed meanwhile may be linked as well, which
+    /// only costs a directory entry.
+    fn link_kept_into_old(&self) {
+        let old_root = self.old_root();
+        let tmp = self.tmp_dir();
+        let (mut linked, mut failed) = (0u64, 0u64);
+        let mut todo = vec![self.root().to_path_buf()];
+        while let Some(dir) = todo.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
+                if kind.is_dir() {
+                    if path != tmp {
+                        todo.push(path);
+                    }
+                    continue;
+                }
+                if path.extension().is_none_or(|e| e != "blob") {
+                    continue;
+                }
+                let rel = path.strip_prefix(self.root()).unwrap_or(&path);
+                let dest = old_root.join(rel);
+                let done = dest
+                    .parent()
+                    .map_or(Ok(()), std::fs::create_dir_all)
+                    .and_then(|_| link_or_copy(&path, &dest));
+                match done {
+                    Ok(()) => linked += 1,
+                    Err(e) => {
+                        failed += 1;
+                        tracing::warn!(path = %path.display(), %e, "pack could not link a blob into the .old blob directory");
+                    }
+                }
+            }
+        }
+        info!(path = %old_root.display(), linked, failed, "pack: kept blobs linked into the .old blob directory");
+    }
+}
+
+/// ZODB's `link_or_copy`: a hard link, or a copy where links cannot be
+/// made (another file system, a file system without links). An existing
+/// destination is left alone.
+fn link_or_copy(from: &Path, to: &Path) -> std::io::Result<()> {
+    match std::fs::hard_link(from, to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(_) => std::fs::copy(from, to).map(|_| ()),
     }
 }

@@ -121,7 +121,7 @@ pub(super) fn record_iternext(s: &FileStorage, next: Option<Oid>) -> Result<Opti
 
 /// Walks transactions backwards from the published end via trailers,
 /// calling `f(pos, header)` until it returns false or the file start.
-fn walk_back(
+pub(super) fn walk_back(
     s: &FileStorage,
     mut f: impl FnMut(Reader<'_>, u64, &super::format::TxnHeader) -> Result<bool>,
 ) -> Result<()> {
@@ -209,29 +209,6 @@ pub(super) fn last_invalidations(s: &FileStorage, n: usize) -> Result<Vec<(Tid, 
         Ok(out.len() < n)
     })?;
     Ok(out)
-}
-
-pub(super) fn invalidations_since(s: &FileStorage, after: Tid) -> Result<Option<(Tid, Vec<Oid>)>> {
-    let last = s.last_transaction();
-    if after >= last {
-        return Ok(Some((last, Vec::new())));
-    }
-    let mut oids: Vec<Oid> = Vec::new();
-    let mut found = false;
-    walk_back(s, |r, tpos, h| {
-        if h.tid <= after {
-            found = true;
-            return Ok(false);
-        }
-        oids.extend(txn_oids(r, tpos, h)?);
-        Ok(true)
-    })?;
-    if !found {
-        return Ok(None);
-    }
-    oids.sort_unstable();
-    oids.dedup();
-    Ok(Some((last, oids)))
 }
 
 /// Python's `_txn_find`: the position of the transaction with `tid`,

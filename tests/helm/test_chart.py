@@ -128,8 +128,41 @@ def test_data_volume_holds_data_fs_and_blobs(scenario):
         assert claims == []
         assert volumes["data"]["persistentVolumeClaim"]["claimName"] == "site-data"
     else:
-        assert claims == ["data"]
+        assert claims[0] == "data"
         assert "data" not in volumes
+
+
+def test_backups_go_to_their_own_volume_on_a_schedule(scenario):
+    name, m = scenario
+    (sts,) = m.of("StatefulSet")
+    spec = sts["spec"]["template"]["spec"]
+    (c,) = spec["containers"]
+    mounts = {v["mountPath"]: v["name"] for v in c["volumeMounts"]}
+    claims = [t["metadata"]["name"] for t in sts["spec"].get("volumeClaimTemplates", [])]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    e = env(c)
+    # On by default: zeod's schedule of storage "1" (the -f file) into the
+    # repository at the backup volume's mount.
+    assert mounts["/backups"] == "backups"
+    assert e["ZEOD_STORAGE_1_BACKUP_REPOSITORY"] == "/backups"
+    assert e["ZEOD_STORAGE_1_BACKUP_SCHEDULE"] == "daily 02:30"
+    assert int(e["ZEOD_STORAGE_1_BACKUP_KEEP"]) >= 1
+    assert e["ZEOD_STORAGE_1_BACKUP_GZIP"] == "true"
+    if name == "everything":
+        assert volumes["backups"]["persistentVolumeClaim"]["claimName"] == "site-backups"
+        assert e["RUST_LOG"] == "zeod=debug", "extraEnv kept next to the schedule"
+    else:
+        assert "backups" in claims
+        assert "backups" not in volumes
+
+
+def test_backups_can_be_switched_off():
+    m = render(sets=["storage.backup.enabled=false"])
+    (sts,) = m.of("StatefulSet")
+    (c,) = sts["spec"]["template"]["spec"]["containers"]
+    assert "/backups" not in {v["mountPath"] for v in c["volumeMounts"]}
+    assert not any(k.startswith("ZEOD_STORAGE_1_BACKUP") for k in env(c))
+    assert [t["metadata"]["name"] for t in sts["spec"]["volumeClaimTemplates"]] == ["data"]
 
 
 # --- the renderers ----------------------------------------------------------

@@ -9,8 +9,11 @@ and runs ``zeod serve -C <conf>`` (``$ZEOD_BIN``) as the server, so ZEO 4's
 own tests drive a ZEO 4 client against zeod.
 
 A ``<mappingstorage>`` becomes a new ``<filestorage>`` (zeod serves
-FileStorages only); ``-v`` (an older protocol to announce) is ignored:
-zeod always announces Z5 and lets the client choose.
+FileStorages only); ``<zeo>`` gets ``invalidation-age 0`` unless it sets
+one, as a ZEO 4 server behaves (``getInvalidations`` answers from the
+queue only; zeod otherwise reads older commits back from Data.fs); ``-v``
+(an older protocol to announce) is ignored: zeod always announces Z5 and
+lets the client choose.
 """
 from __future__ import print_function
 
@@ -47,6 +50,12 @@ def mapping_as_file(conf):
         return "<filestorage%s>\npath MappingStorage-%s.fs\n</filestorage>" % (
             " " + name if name else "", name or "1")
     return _MAPPING.sub(repl, conf)
+
+
+def zeo4_invalidations(conf):
+    if re.search(r"^\s*invalidation-age\s", conf, re.M | re.I):
+        return conf
+    return re.sub(r"<zeo>\n", "<zeo>\ninvalidation-age 0\n", conf, count=1)
 
 
 def storage_files(conf, cwd):
@@ -87,7 +96,7 @@ def main(argv):
     conf_path = opts["-C"]
     cwd = os.getcwd()
     with open(conf_path) as f:
-        conf = mapping_as_file(f.read())
+        conf = zeo4_invalidations(mapping_as_file(f.read()))
     address = re.search(r"^\s*address\s+(\S+)", conf, re.M).group(1)
     if "/" in address:
         addr, admin = address, address + "-test"

@@ -37,7 +37,17 @@ impl Zeod {
 
     /// [`Zeod::start`] with more `zeod serve` arguments.
     pub fn start_with(via_env: bool, extra: &[&str]) -> Zeod {
-        let dir = tempfile::tempdir().unwrap();
+        Zeod::start_in(tempfile::tempdir().unwrap(), via_env, extra, &[])
+    }
+
+    /// [`Zeod::start_with`] on `dir/Data.fs` (which may exist already),
+    /// with more environment variables.
+    pub fn start_in(
+        dir: tempfile::TempDir,
+        via_env: bool,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Zeod {
         let metrics = free_port();
         let address_file = dir.path().join("address");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_zeod"));
@@ -47,6 +57,7 @@ impl Zeod {
             .args(["-a", "127.0.0.1:0", "--address-file"])
             .arg(&address_file)
             .args(extra)
+            .envs(envs.iter().copied())
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -8,6 +8,7 @@ Classes that serve a ``<mappingstorage>`` get a new FileStorage from zeod
 import unittest
 
 import ZEO.tests.testConnection as testConnection
+import ZEO.tests.testssl as testssl
 import ZEO.tests.testZEO as testZEO
 from ZEO.ClientStorage import ClientStorage
 from ZEO.tests import forker
@@ -83,6 +84,13 @@ CLASSES = [
      "ClientStorage used from forked worker processes"),
     (HistoryPersistenceTests,
      "history() and data surviving a server restart"),
+    (testZEO.FileStorageSSLTests,
+     "the generic storage mixins over TLS with a client certificate"),
+    (testConnection.SSLConnectionTests,
+     "restarts, read-only servers and reconnects over TLS"),
+    (testssl.SSLConfigTest,
+     "<ssl> on both ends: TLS/plain mismatches, host name check, "
+     "password-function"),
 ]
 
 

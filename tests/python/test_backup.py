@@ -61,7 +61,7 @@ def fstest(path):
 class Site:
     """`zeod serve` over a Data.fs with blobs, and four writer processes."""
 
-    def __init__(self, tmp):
+    def __init__(self, tmp, env=None):
         self.tmp = tmp
         self.data = os.path.join(tmp, "live", "Data.fs")
         self.blobs = os.path.join(tmp, "live", "blobs")
@@ -71,7 +71,8 @@ class Site:
         self.server = subprocess.Popen(
             [zeod_bin(), "serve", "-a", "127.0.0.1:0", "--address-file",
              addr_file, "-f", self.data, "-b", self.blobs],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            stdout=self.log, stderr=subprocess.STDOUT,
+            env=dict(os.environ, **(env or {})))
         deadline = time.time() + 30
         while not os.path.exists(addr_file) or not open(addr_file).read():
             assert self.server.poll() is None, "zeod serve exited"
@@ -348,3 +349,105 @@ def test_verify_detects_damage(site, tmp_path):
             out = str(tmp_path / ("out-%d.fs" % i))
             assert zeod("restore", "-r", repo, "-o", out, ok=False).returncode != 0
             assert not os.path.exists(out)
+
+
+def small_data_fs(path):
+    import transaction
+    from ZODB import DB
+    db = DB(FileStorage(path))
+    try:
+        with db.transaction() as conn:
+            conn.root()["x"] = 1
+    finally:
+        db.close()
+    transaction.abort()
+
+
+def test_a_fresh_backup_is_in_repozos_default_chain(tmp_path):
+    """`repozo -R` without -D restores "as of now", its now truncated to
+    the second (time.gmtime()).  A backup named by rounding its time to
+    the nearest second instead is named up to half a second in the future,
+    and a recover started in that half second found no files at all.
+
+    Each backup here starts just past a half second and repozo's own
+    find_files() runs the moment it returns, in the same second: with the
+    rounded name every round fails."""
+    from ZODB.scripts import repozo as rz
+
+    data = str(tmp_path / "Data.fs")
+    small_data_fs(data)
+    for i, frac in enumerate([0.5, 0.6, 0.7]):
+        repo = tmp_path / ("repo-%d" % i)
+        os.makedirs(repo)
+        deadline = time.time() + 5
+        while not frac <= time.time() % 1 < frac + 0.05:
+            assert time.time() < deadline
+            time.sleep(0.005)
+        zeod("backup", "-B", "-r", str(repo), "-f", data)
+        found = rz.find_files(rz.parseargs(["-R", "-r", str(repo)]))
+        print("backup started at +%.2fs: %s; repozo's chain now: %s"
+              % (frac, stems(str(repo)), [os.path.basename(f) for f in found]))
+        assert found, "repozo does not see a backup that just finished"
+        out = str(tmp_path / ("restored-%d.fs" % i))
+        repozo("-R", "-r", str(repo), "-o", out)
+        with open(out, "rb") as a, open(data, "rb") as b:
+            assert a.read() == b.read()
+
+
+def scheduled_runs(log_path):
+    with open(log_path) as f:
+        return [l for l in f if "scheduled backup finished" in l]
+
+
+def test_scheduled_backups_with_retention(tmp_path):
+    """`backup-schedule` every 2 s while four clients commit, chains of 2
+    backups (`backup-full-every 2`), `backup-keep 2`: after the third full
+    backup the oldest chain is gone, blobs included, and what is left
+    restores with repozo and zeod and verifies with both."""
+    repo = str(tmp_path / "repo")
+    os.makedirs(repo)
+    s = Site(str(tmp_path), env={
+        "ZEOD_STORAGE_1_BACKUP_SCHEDULE": "2s",
+        "ZEOD_STORAGE_1_BACKUP_REPOSITORY": repo,
+        "ZEOD_STORAGE_1_BACKUP_KEEP": "2",
+        "ZEOD_STORAGE_1_BACKUP_FULL_EVERY": "2",
+    })
+    log_path = os.path.join(str(tmp_path), "server.log")
+    try:
+        s.start_writers()
+        deadline = time.time() + 120
+        while sum("full=true" in l for l in scheduled_runs(log_path)) < 3:
+            assert time.time() < deadline, open(log_path).read()[-3000:]
+            assert s.server.poll() is None
+            time.sleep(0.2)
+        s.stop_writers()
+        # No more scheduled runs while the repository is checked.
+        s.server.terminate()
+        s.server.wait(timeout=60)
+        runs = scheduled_runs(log_path)
+        for line in runs:
+            print(line.strip())
+        assert any("removed_old=2" in l for l in runs), "retention removed no chain"
+        names = stems(repo)
+        fulls = [n for n in os.listdir(repo) if n.endswith(".fs")]
+        assert len(fulls) == 2, sorted(os.listdir(repo))
+        # Every data file left belongs to a kept chain, and so does every
+        # blob directory and manifest.
+        assert names[0] + ".fs" in fulls
+        blob_stems = sorted(n.split(".")[0] for n in os.listdir(os.path.join(repo, "blobs")))
+        assert set(blob_stems) <= set(names), (blob_stems, names)
+        zeod("backup", "-V", "-r", repo)
+        repozo("-V", "-r", repo)
+        [last] = names[-1:]
+        tid = manifest_tid(repo, last)
+        out = tmp_path / "restored"
+        zeod("restore", "-r", repo, "-o", str(out / "Data.fs"), "--blob-dir", str(out / "blobs"))
+        ntx, nblobs = check_restored(str(out / "Data.fs"), str(out / "blobs"), s.data, s.blobs, tid)
+        py_out = str(tmp_path / "repozo.fs")
+        repozo("-R", "-r", repo, "-o", py_out)
+        with open(py_out, "rb") as a, open(out / "Data.fs", "rb") as b:
+            assert a.read() == b.read()
+        print("scheduled: %d backups run, %s kept; restored %d transactions, %d blobs"
+              % (len(runs), names, ntx, nblobs))
+    finally:
+        s.close()

@@ -403,6 +403,88 @@ def test_scheduled_pack_runs_while_serving(tmp_path, request):
 
 
 # ---------------------------------------------------------------------------
+# What connected clients hear after a pack: ZEO's server sends every client
+# of the storage ``info`` with the new size and length (StorageServer's
+# ``_pack_impl`` → ``broadcast_info``), which is what their ``getSize()``
+# and ``len()`` return.  The watcher connects before anything is committed
+# and never commits, so nothing but that message can tell it the size.
+
+def watch_a_pack(addr, path, pack=None):
+    """``pack=None``: the server's schedule packs, at any time."""
+    watcher = ClientStorage(addr, wait_timeout=30)
+    try:
+        initial = watcher.getSize()
+        live, garbage = populate(addr)
+        before = os.path.getsize(path)
+        if pack:
+            assert watcher.getSize() == initial, "info without a pack"
+            pack()
+
+        # What survives: the live objects and their mapping (``live``),
+        # the workers' mappings and the root.
+        survivors = len(live) + WORKERS + 1
+
+        def told():
+            # A scheduled pack may start before the garbage was dropped
+            # (its pack time is its start); wait for one that came after.
+            size = watcher.getSize()
+            return (size != initial and size == os.path.getsize(path)
+                    and len(watcher) == survivors)
+
+        wait_for(told, 60, "info with the size of the packed file")
+        if pack:
+            assert watcher.getSize() < before
+        # The length is the object count of the packed storage.
+        st = FileStorage(path, read_only=True)
+        try:
+            assert len(st) == survivors
+        finally:
+            st.close()
+    finally:
+        watcher.close()
+
+
+@pytest.mark.parametrize("how", ["cli", "rpc"])
+def test_clients_hear_the_new_size_after_a_pack(server, how):
+    addr, path, _ = server
+
+    def pack():
+        if how == "cli":
+            packed = zeod("pack", address(addr))
+            assert packed.returncode == 0, packed.stderr
+        else:
+            packer = ClientStorage(addr, wait_timeout=30)
+            try:
+                packer.pack(time.time(), referencesf)
+            finally:
+                packer.close()
+
+    watch_a_pack(addr, path, pack)
+
+
+def test_clients_hear_the_new_size_after_a_scheduled_pack(tmp_path, request):
+    if zeod_forker.SERVER != "zeod":
+        pytest.skip("pack-schedule is zeod's")
+    zeod_forker.current_test = request.node.name
+    zeod_forker.current_logs = []
+    old = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        addr, stop = zeod_forker.start_external(
+            storage_conf="<filestorage 1>\npath Data.fs\n"
+                         "pack-schedule 2s\npack-days 0\n</filestorage>",
+            keep=True)
+    finally:
+        os.chdir(old)
+    try:
+        # The schedule packs by itself; the first pack after the garbage
+        # was dropped tells the watcher the new size.
+        watch_a_pack(addr, str(tmp_path / "Data.fs"))
+    finally:
+        stop()
+
+
+# ---------------------------------------------------------------------------
 # The CLI against a server and a locked file
 
 @pytest.mark.parametrize("server", ["pickle", "msgpack"], indirect=True)

@@ -211,6 +211,15 @@ def pack(path, t, gc):
     json.dump(result, sys.stdout)
 
 
+
+def pack_blobs(path, blob_dir, t, keep_old):
+    from ZODB.serialize import referencesf
+    fs = FileStorage(path, blob_dir=blob_dir, pack_keep_old=keep_old)
+    fs.pack(t, referencesf)
+    fs.close()
+    json.dump({"ok": True}, sys.stdout)
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "dump":
@@ -219,6 +228,9 @@ if __name__ == "__main__":
         open_rw(sys.argv[2])
     elif cmd == "apply":
         apply(sys.argv[2], sys.argv[3])
+    elif cmd == "pack_blobs":
+        pack_blobs(sys.argv[2], sys.argv[3], float(sys.argv[4]),
+                   sys.argv[5] == "1")
     elif cmd == "pack":
         pack(sys.argv[2], float(sys.argv[3]), sys.argv[4] == "1")
     elif cmd == "workload":

@@ -32,6 +32,19 @@ started again on the same file:
    * every object's current value is from an announced transaction of its
      owner, not older than the owner's last OK write to that object.
 
+Every ``--pack-every``-th round is a pack round: a separate client calls
+``pack`` (at the time of an acknowledged transaction of an earlier round)
+and the server is killed while the pack runs: at a random instant within
+the last pack's duration, or within that time after ``Data.fs.pack``
+appears. ``--ballast-mb`` of reachable data committed at the start makes
+every pack copy that much, so that packs last long enough to be hit. Packing
+removes superseded revisions older than the pack time, so for
+transactions older than any pack time requested so far the checks above
+accept records (or whole transactions) that are gone; every slot's current
+value and everything after the pack time stay strict. A ``Data.fs.pack``
+left by the kill is ignored at the restart and overwritten by the next
+pack, as Python's FileStorage does.
+
 Exit status 0 only if every round passed; the last line gives the rounds
 survived and the transactions verified.
 """
@@ -207,7 +220,7 @@ def client_main(args):
     return 0
 
 
-def setup_database(port, clients, slots):
+def setup_database(port, clients, slots, ballast_mb=0):
     import transaction
     import ZODB
     from persistent.mapping import PersistentMapping
@@ -224,6 +237,17 @@ def setup_database(port, clients, slots):
     root["crash"] = crash
     tm.get().note("crash setup")
     tm.commit()
+    # Reachable bulk that every pack must copy, so that a pack lasts long
+    # enough to be killed in its middle.
+    if ballast_mb:
+        root["ballast"] = ballast = PersistentMapping()
+        for i in range(ballast_mb * 4):
+            ballast[i] = PersistentMapping(data=os.urandom(256 * 1024))
+            if i % 16 == 15:
+                tm.get().note("crash ballast")
+                tm.commit()
+        tm.get().note("crash ballast")
+        tm.commit()
     owners = {}
     for i in range(clients):
         for obj in crash[str(i)]["slots"]:
@@ -290,9 +314,17 @@ def run(cmd, timeout=300):
     return p.returncode, p.stdout.decode("utf-8", "replace")
 
 
+def tid_time(tid):
+    from ZODB.TimeStamp import TimeStamp
+    return TimeStamp(tid).timeTime()
+
+
 def check_round(server, owners, nclients, stats):
     """All offline checks of one round; returns a list of failures."""
     from ZODB.FileStorage import FileStorage
+
+    # Transactions before this (seconds) may have been packed.
+    floor = stats.get("pack_floor", 0.0)
 
     failures = []
     path = server.path
@@ -347,7 +379,10 @@ def check_round(server, owners, nclients, stats):
                 failures.append("c%d s%d (tid %s) in the file but never "
                                 "announced" % (client, seq, tid.hex()))
                 continue
-            if set(records) != j.announced[seq]:
+            packed = tid_time(tid) < floor
+            if packed and set(records) <= j.announced[seq]:
+                pass  # superseded revisions packed away
+            elif set(records) != j.announced[seq]:
                 failures.append(
                     "c%d s%d (tid %s) is half there: records %s, announced %s"
                     % (client, seq, tid.hex(), sorted(o.hex() for o in records),
@@ -359,6 +394,7 @@ def check_round(server, owners, nclients, stats):
                                 % (client, seq, tid.hex(), bad))
 
         verified = 0
+        stats["packed_away"] = 0
         last_ok_write = {}  # oid -> seq of the owner's last OK write
         seen = stats.setdefault("seen", set())
         new_ok = []  # (oid, tid, value) of OK records first seen now
@@ -366,6 +402,13 @@ def check_round(server, owners, nclients, stats):
         for client, j in journals.items():
             for seq, tid in j.ok.items():
                 got = in_file.get((client, seq))
+                if got is None and tid_time(tid) < floor:
+                    # Every revision it wrote was superseded and packed.
+                    stats["packed_away"] = stats.get("packed_away", 0) + 1
+                    for oid in j.announced.get(seq, ()):
+                        last_ok_write[oid] = max(last_ok_write.get(oid, 0),
+                                                 seq)
+                    continue
                 if got is None:
                     failures.append("LOST: c%d s%d acknowledged with tid %s "
                                     "is not in the file" % (client, seq,
@@ -409,6 +452,8 @@ def check_round(server, owners, nclients, stats):
             1 for c, j in journals.items() for s in j.maybe
             if (c, s) in in_file)
         stats["ok"] = sum(len(j.ok) for j in journals.values())
+        stats["ok_tids"] = [tid for j in journals.values()
+                            for tid in j.ok.values()]
         stats["new_ok"] = new_ok
         stats["current"] = current
         stats["last_tid"] = fs.lastTransaction()
@@ -455,6 +500,87 @@ def check_served(server, stats):
     return failures
 
 
+def pack_and_kill(server, rnd, stats):
+    """Starts a pack from its own client and kills the server during it.
+    Returns what happened, for the round's log line."""
+    import threading
+
+    from ZEO.ClientStorage import ClientStorage
+
+    tids = stats.get("ok_tids") or []
+    if not tids:
+        return "no acknowledged transaction to pack at yet"
+    # A recent one mostly, so that most packs have history to remove.
+    recent = sorted(tids)[len(tids) // 2:]
+    pack_time = tid_time(rnd.choice(recent))
+    # Transactions up to a second past the pack time may lose revisions.
+    stats["pack_floor"] = max(stats.get("pack_floor", 0.0), pack_time + 1.0)
+    result = {}
+
+    def packer():
+        storage = None
+        try:
+            storage = ClientStorage(("127.0.0.1", server.port),
+                                    wait_timeout=10)
+            t0 = time.monotonic()
+            storage.pack(pack_time)
+            result["seconds"] = time.monotonic() - t0
+        except Exception as e:
+            result["error"] = "%s: %s" % (type(e).__name__, e)
+        finally:
+            if storage is not None:
+                try:
+                    storage.close()
+                except Exception:
+                    pass
+
+    pack_file = server.path + ".pack"
+    over_leftover = os.path.exists(pack_file)
+
+    def stamp():
+        try:
+            st = os.stat(pack_file)
+            return (st.st_ino, st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            return None
+
+    leftover = stamp()
+    thread = threading.Thread(target=packer, daemon=True)
+    thread.start()
+    if rnd.random() < 0.5:
+        how = "within the pack's duration"
+        time.sleep(rnd.uniform(0, 1.3 * stats.get("pack_seconds", 0.5)))
+    else:
+        how = "once Data.fs.pack appeared"
+        deadline = time.monotonic() + 30
+        while thread.is_alive() and time.monotonic() < deadline:
+            now = stamp()
+            if now is not None and now != leftover:
+                break
+            time.sleep(0.001)
+        # Anywhere in the copy, the catch-up and the swap.
+        time.sleep(rnd.uniform(0, stats.get("pack_seconds", 0.5)))
+    server.kill()
+    thread.join(60)
+    if "seconds" in result:
+        stats["pack_seconds"] = result["seconds"]
+        stats["packs_finished"] = stats.get("packs_finished", 0) + 1
+        outcome = "pack finished (%.2f s) before the kill" % result["seconds"]
+        if over_leftover:
+            # The Data.fs.pack an earlier kill left was simply overwritten.
+            stats["packs_over_leftover"] = stats.get(
+                "packs_over_leftover", 0) + 1
+            outcome += " over a leftover Data.fs.pack"
+    else:
+        stats["packs_killed"] = stats.get("packs_killed", 0) + 1
+        outcome = "killed %s" % how
+    if os.path.exists(pack_file):
+        stats["pack_leftovers"] = stats.get("pack_leftovers", 0) + 1
+        outcome += ", Data.fs.pack left (%d bytes)" % os.path.getsize(pack_file)
+    return "pack at %s: %s" % (time.strftime("%H:%M:%S",
+                                             time.gmtime(pack_time)), outcome)
+
+
 def ok_count(workdir, nclients):
     n = 0
     for i in range(nclients):
@@ -480,6 +606,12 @@ def main(argv=None):
                          "restart and the next kill, at least")
     ap.add_argument("--max-delay", type=float, default=1.5,
                     help="after that, kill within this many seconds")
+    ap.add_argument("--pack-every", type=int, default=3,
+                    help="every Nth round kills the server during a pack "
+                         "(0: never)")
+    ap.add_argument("--ballast-mb", type=int, default=16,
+                    help="reachable data committed at the start, which "
+                         "every pack copies (makes packs last)")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--zeod", default=default_zeod())
     ap.add_argument("--workdir", default=None,
@@ -514,7 +646,8 @@ def main(argv=None):
                             level=logging.INFO)
         logfile = open(os.path.join(workdir, "clients.log"), "ab")
         server.start()
-        owners = setup_database(server.port, args.clients, args.slots)
+        owners = setup_database(server.port, args.clients, args.slots,
+                                args.ballast_mb if args.pack_every else 0)
         for i in range(args.clients):
             clients.append(subprocess.Popen(
                 [sys.executable, os.path.abspath(__file__), "--client", str(i),
@@ -539,17 +672,22 @@ def main(argv=None):
                         "round %d: no progress: fewer than %d commits in 60 s "
                         "after the restart" % (rnd_no, args.min_commits))
                 time.sleep(0.02)
-            time.sleep(rnd.uniform(0, args.max_delay))
             size_before = os.path.getsize(server.path)
-            server.kill()
+            if args.pack_every and rnd_no % args.pack_every == 0:
+                packing = "; " + pack_and_kill(server, rnd, stats)
+                stats["pack_rounds"] = stats.get("pack_rounds", 0) + 1
+            else:
+                packing = ""
+                time.sleep(rnd.uniform(0, args.max_delay))
+                server.kill()
             round_failures = check_round(server, owners, args.clients, stats)
             trs = [f for f in os.listdir(workdir) if ".tr" in f]
             log("round %d: killed at %d bytes; %d acknowledged, %d verified, "
-                "%d maybe (%d present), %d crash txns in file, %d tails cut"
+                "%d maybe (%d present), %d crash txns in file, %d tails cut%s"
                 % (rnd_no, size_before, stats.get("ok", 0),
                    stats.get("verified", 0), stats.get("maybe", 0),
                    stats.get("maybe_present", 0), stats.get("in_file", 0),
-                   len(trs)))
+                   len(trs), packing))
             if round_failures:
                 failures += ["round %d: %s" % (rnd_no, f)
                              for f in round_failures]
@@ -591,6 +729,16 @@ def main(argv=None):
           % (survived, args.rounds, stats.get("verified", 0),
              stats.get("maybe", 0), stats.get("maybe_present", 0),
              stats.get("served_loads", 0), elapsed, args.seed), flush=True)
+    if stats.get("pack_rounds"):
+        print("pack rounds: %d (killed during the pack: %d, pack finished "
+              "first: %d, of which over a leftover Data.fs.pack: %d; "
+              "Data.fs.pack left behind: %d); acknowledged transactions "
+              "whose revisions were all packed away: %d"
+              % (stats["pack_rounds"], stats.get("packs_killed", 0),
+                 stats.get("packs_finished", 0),
+                 stats.get("packs_over_leftover", 0),
+                 stats.get("pack_leftovers", 0),
+                 stats.get("packed_away", 0)), flush=True)
     if failures:
         print("FAILED; files kept in %s" % workdir)
         return 1

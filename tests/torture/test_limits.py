@@ -7,11 +7,12 @@ while a well-behaved ZEO client checks that the server still serves:
   huge frames does not make the server reserve memory for them;
 * max connections: connections beyond the limit wait (no greeting) until
   a slot frees;
-* per-connection output: a client that stops reading while invalidations
-  flow is disconnected and the server's memory stays bounded; a client
-  that pipelines requests without reading replies is throttled, not
-  buffered;
-* handshake timeout: a client that connects and says nothing is dropped;
+* per-connection output (``max-output-buffer``, bytes): a client that stops
+  reading while invalidations flow is disconnected once that many bytes
+  wait for it, and the server's memory stays bounded; a client that
+  pipelines requests without reading replies is throttled, not buffered;
+* handshake timeout (``handshake-timeout``, 60 s by default): a client that
+  connects and says nothing is dropped;
 * transaction timeout: a client holding the commit lock past
   ``transaction-timeout`` is disconnected, its transaction aborted, and the
   waiting committer proceeds.
@@ -48,10 +49,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from crash import default_zeod  # noqa: E402
 
 ZEOD = default_zeod()
-# zeod's fixed handshake timeout (src/server/connection.rs).
+# zeod's default handshake timeout (src/config.rs).
 HANDSHAKE_TIMEOUT = 60
-# Frames a connection may have queued (src/server/outbound.rs).
-QUEUE_FRAMES = 1024
+# What a queued callback costs beyond its bytes (src/server/outbound.rs).
+FRAME_OVERHEAD = 64
 # What "bounded" means for the server's resident memory in these tests:
 # generous against allocator noise, far below what the misbehaving
 # clients would cost if they were buffered.
@@ -63,7 +64,7 @@ MEMORY_SLACK = 96 * 1024 * 1024
 class Zeod:
     """``zeod serve`` on a fresh Data.fs and an ephemeral port."""
 
-    def __init__(self, workdir, *args):
+    def __init__(self, workdir, *args, env=None):
         self.workdir = str(workdir)
         self.path = os.path.join(self.workdir, "Data.fs")
         self.log_path = os.path.join(self.workdir, "server.log")
@@ -72,7 +73,8 @@ class Zeod:
             self.proc = subprocess.Popen(
                 [ZEOD, "serve", "-a", "127.0.0.1:0", "-f", self.path,
                  "--address-file", addr_file, *args],
-                stdout=out, stderr=subprocess.STDOUT)
+                stdout=out, stderr=subprocess.STDOUT,
+                env=dict(os.environ, **(env or {})))
         deadline = time.monotonic() + 30
         while not os.path.exists(addr_file):
             assert self.proc.poll() is None, self.log()
@@ -115,10 +117,15 @@ def zeod(tmp_path):
                            dir="/dev/shm" if os.path.isdir("/dev/shm")
                            else str(tmp_path))
 
-    def start(*args):
+    def start(*args, env=None, conf=None):
         workdir = os.path.join(top, "s%d" % len(servers))
         os.mkdir(workdir)
-        server = Zeod(workdir, *args)
+        if conf is not None:
+            path = os.path.join(workdir, "zeo.conf")
+            with open(path, "w") as f:
+                f.write(conf)
+            args = ("-C", path) + args
+        server = Zeod(workdir, *args, env=env)
         servers.append(server)
         return server
 
@@ -379,37 +386,81 @@ def test_connections_beyond_the_limit_wait_for_a_slot(zeod):
 
 # ---------------------------------------------------------------- output
 
-def test_client_that_stops_reading_is_disconnected(zeod):
-    server = zeod()
-    # A tiny receive window: what the server sends piles up on its side.
+def invalidation_bytes(oids):
+    """Size of one pickled `invalidateTransaction` of `oids` oids."""
+    return len(encoder(b"Z5")(0, True, "invalidateTransaction",
+                              (z64, [z64] * oids)))
+
+
+def kernel_send_buffer():
+    """The most a server-side TCP send buffer can hold (autotuning)."""
+    with open("/proc/sys/net/ipv4/tcp_wmem") as f:
+        return int(f.read().split()[2])
+
+
+def flood_until_disconnected(server, limit, oids):
+    """Commits `oids` new objects per transaction while a client that does
+    not read sits on a 4 KiB receive window, until the server disconnects
+    it. Returns (commits, memory growth); checks the committers were never
+    held up and the count is what the byte limit predicts."""
     idle = Raw(server.addr, rcvbuf=4096)
     storage = ClientStorage(server.addr, wait_timeout=30)
+    frame = invalidation_bytes(oids) + FRAME_OVERHEAD
+    # The queue holds `limit` bytes; the kernel holds the rest: the server's
+    # send buffer and the client's receive window.
+    at_least = limit // frame
+    at_most = (limit + kernel_send_buffer() + 65536) // frame * 3 // 2 + 50
     base = server.rss()
     peak = base
     commits = 0
     try:
         assert registered(server) == 2
-        # Each commit sends the idle client one invalidation of 100 oids.
         while True:
-            new_objects_txn(storage, 100)
+            new_objects_txn(storage, oids)
             commits += 1
-            if commits % 50 == 0:
+            if commits % 10 == 0:
                 peak = max(peak, server.rss())
                 if registered(server) == 1:
                     break
-            assert commits < 20 * QUEUE_FRAMES, (
-                "still connected after %d invalidations" % commits)
+            assert commits <= at_most, (
+                "still connected after %d invalidations of %d bytes"
+                % (commits, frame))
         # The committer was never held up by the idle client.
         new_objects_txn(storage, 1)
     finally:
         storage.close()
-    print("disconnected after %d invalidations; server memory %d -> %d bytes"
-          % (commits, base, peak))
+    print("limit %d bytes, invalidations of %d bytes: disconnected after %d "
+          "(expected %d..%d); server memory %d -> %d bytes"
+          % (limit, frame, commits, at_least, at_most, base, peak))
     assert idle.closed_within(30), "the idle client was not disconnected"
     assert warning_lines(server, r"not reading|queue full"), server.log()
-    assert commits >= QUEUE_FRAMES
+    assert commits >= at_least, "disconnected before the limit was reached"
     assert peak - base < MEMORY_SLACK, "server grew by %d" % (peak - base)
+    return commits
+
+
+def test_client_that_stops_reading_is_disconnected(zeod):
+    limit = 1 << 20
+    server = zeod("--max-output-buffer", str(limit))
+    # 1000 oids: 10 KB invalidations, so the limit is reached after about
+    # 100 of them, long before the 1024 frames of zeod's old count bound.
+    flood_until_disconnected(server, limit, 1000)
     assert_serves(server)
+
+
+def test_output_limit_is_configurable(zeod):
+    # The zeo.conf key, with ZConfig's size suffix; small invalidations.
+    server = zeod(conf="<zeo>\n address 127.0.0.1:0\n"
+                  " max-output-buffer 256KB\n</zeo>\n")
+    flood_until_disconnected(server, 256 << 10, 100)
+    assert_serves(server)
+    # The environment variable, and a limit that refuses nonsense.
+    bad = subprocess.run(
+        [ZEOD, "serve", "-a", "127.0.0.1:0", "-f", server.path + ".x",
+         "--test"], capture_output=True,
+        env=dict(os.environ, ZEOD_MAX_OUTPUT_BUFFER="lots"))
+    assert bad.returncode != 0
+    assert b"ZEOD_MAX_OUTPUT_BUFFER" in bad.stderr, bad.stderr
 
 
 def test_client_that_pipelines_without_reading_is_throttled(zeod):
@@ -441,27 +492,27 @@ def test_client_that_pipelines_without_reading_is_throttled(zeod):
     greedy.close()
 
 
-@pytest.mark.xfail(strict=True, reason="not implemented: a configurable "
-                   "per-connection output limit in bytes (zeod queues a "
-                   "fixed 1024 frames of any size)")
-def test_output_limit_is_configurable(zeod, tmp_path):
-    result = subprocess.run(
-        [ZEOD, "serve", "-a", "127.0.0.1:0", "-f", str(tmp_path / "x.fs"),
-         "--max-output-buffer", "1048576", "--test"],
-        capture_output=True)
-    assert result.returncode == 0, result.stderr.decode()
-
-
 # ---------------------------------------------------------------- handshake
 
-@pytest.mark.xfail(strict=True, reason="not implemented: a configurable "
-                   "handshake timeout (fixed at 60 s)")
-def test_handshake_timeout_is_configurable(zeod, tmp_path):
-    result = subprocess.run(
-        [ZEOD, "serve", "-a", "127.0.0.1:0", "-f", str(tmp_path / "x.fs"),
-         "--handshake-timeout", "2", "--test"],
-        capture_output=True)
-    assert result.returncode == 0, result.stderr.decode()
+@pytest.mark.parametrize("how", ["cli", "env", "conf"])
+def test_handshake_timeout_is_configurable(zeod, how):
+    timeout = 2
+    if how == "cli":
+        server = zeod("--handshake-timeout", str(timeout))
+    elif how == "env":
+        server = zeod(env={"ZEOD_HANDSHAKE_TIMEOUT": str(timeout)})
+    else:
+        server = zeod(conf="<zeo>\n address 127.0.0.1:0\n"
+                      " handshake-timeout %d\n</zeo>\n" % timeout)
+    silent = Raw(server.addr, handshake=False)
+    started = time.monotonic()
+    assert silent.recv_frame() == b"Z5"
+    assert silent.closed_within(timeout + 10), "the silent client was kept"
+    waited = time.monotonic() - started
+    assert timeout - 0.5 <= waited <= timeout + 5, waited
+    # A client that does its handshake in time is not affected.
+    assert_serves(server)
+    silent.close()
 
 
 # ---------------------------------------------------------------- transactions
@@ -497,8 +548,6 @@ def test_lock_holder_past_the_transaction_timeout_is_disconnected(zeod):
 
 # ---------------------------------------------------------------- TLS
 
-@pytest.mark.xfail(strict=True, reason="not implemented: TLS (<ssl> in "
-                   "zeo.conf, rustls)")
 def test_tls_server_certificate(tmp_path):
     import ssl
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"

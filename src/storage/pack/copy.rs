@@ -13,6 +13,7 @@ use super::super::index::Index;
 use super::super::{Error, Result};
 use super::gc::Gc;
 use crate::ids::{Oid, Tid};
+use crate::progress::Progress;
 
 /// A blob file the pack made unreachable.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,6 +95,7 @@ pub fn copy_to_packtime(
     let r = gc.r;
     let mut pos = 4;
     while pos < gc.packpos {
+        gc.progress.set(gc.eof + pos);
         let th = r.txn_header(pos)?;
         let tend = pos + th.tlen;
         let new_tpos = out.pos;
@@ -163,9 +165,18 @@ pub fn copy_to_packtime(
 }
 
 /// `copyRest` for the input range `[ipos, end)`: returns the next input
-/// position (== `end`).
-pub fn copy_rest(r: Reader<'_>, out: &mut PackOut<'_>, mut ipos: u64, end: u64) -> Result<u64> {
+/// position (== `end`). Reports `offset + ipos` as done.
+pub fn copy_rest(
+    r: Reader<'_>,
+    out: &mut PackOut<'_>,
+    mut ipos: u64,
+    end: u64,
+    progress: &Progress,
+    offset: u64,
+) -> Result<u64> {
+    progress.set_total(offset + end);
     while ipos < end {
+        progress.set(offset + ipos);
         let th = r.txn_header(ipos)?;
         let tpos = out.pos;
         let mut buf = header_bytes(r, ipos, &th, th.status)?;

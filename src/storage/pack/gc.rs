@@ -10,12 +10,15 @@ use tracing::warn;
 
 use super::super::format::{DataHeader, Reader, TxnHeader, STATUS_CHECKPOINT, STATUS_PACKED};
 use super::super::index::Index;
-use super::super::refs::references;
 use super::super::{Error, Result};
 use crate::ids::{Oid, Tid};
+use crate::progress::Progress;
+use crate::record::references;
 
 pub struct Gc<'a> {
     pub r: Reader<'a>,
+    /// Counts the bytes of the GC pass over `[4, eof)` (see `pack.rs`).
+    pub progress: &'a Progress,
     pub eof: u64,
     pub packtime: Tid,
     /// End of the last transaction with tid <= packtime.
@@ -34,9 +37,10 @@ pub enum Plan {
 }
 
 impl<'a> Gc<'a> {
-    pub fn new(r: Reader<'a>, eof: u64, packtime: Tid) -> Gc<'a> {
+    pub fn new(r: Reader<'a>, eof: u64, packtime: Tid, progress: &'a Progress) -> Gc<'a> {
         Gc {
             r,
+            progress,
             eof,
             packtime,
             packpos: 4,
@@ -104,6 +108,7 @@ impl<'a> Gc<'a> {
         let mut unpacked = false;
         let mut last_status = None;
         while pos < self.eof {
+            self.progress.set(pos);
             let th = self.r.txn_header(pos)?;
             if th.tid > self.packtime {
                 break;
@@ -189,6 +194,7 @@ impl<'a> Gc<'a> {
         let mut extra_roots = Vec::new();
         let mut pos = self.packpos;
         while pos < self.eof {
+            self.progress.set(pos);
             let th = self.r.txn_header(pos)?;
             self.check_txn(&th, pos)?;
             let tpos = pos;

@@ -1,0 +1,297 @@
+//! Showing a [`Progress`]: a thread that reads it a few times a second and
+//! draws an indicatif bar (stderr is a terminal) or logs a `progress` line
+//! every `ZEOD_PROGRESS_INTERVAL` seconds (default 5) with percent, rate
+//! and ETA as structured fields, so JSON logs carry them as numbers.
+//! Work shorter than one interval logs nothing extra.
+
+use std::io::{IsTerminal, Write};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
+use std::sync::LazyLock;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tracing::{info, warn};
+
+use super::{Progress, Snapshot, Unit};
+
+/// How to show progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// A bar if stderr is a terminal, log lines otherwise.
+    Auto,
+    Bar,
+    Log,
+}
+
+/// Every bar on stderr, so a log line can hide them while it is written.
+static BARS: LazyLock<MultiProgress> =
+    LazyLock::new(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+
+/// stderr for log lines written while a bar may be drawn: each write
+/// hides the bars, writes, and draws them again below, instead of the
+/// line landing in the middle of a bar. The CLI's logging writes here.
+pub struct LogStderr;
+
+impl Write for LogStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        BARS.suspend(|| std::io::stderr().write(buf))
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        BARS.suspend(|| std::io::stderr().write_all(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+const BAR_TICK: Duration = Duration::from_millis(100);
+const LOG_TICK: Duration = Duration::from_millis(250);
+
+/// Seconds between log lines (`ZEOD_PROGRESS_INTERVAL`, read by `config`).
+fn log_interval() -> Duration {
+    crate::config::progress_interval().unwrap_or(DEFAULT_INTERVAL)
+}
+
+/// Shows a [`Progress`] until dropped.
+pub struct Reporter {
+    stop: Option<SyncSender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Reporter {
+    pub fn start(progress: &Progress, style: Style) -> Reporter {
+        let bar = match style {
+            Style::Bar => true,
+            Style::Log => false,
+            Style::Auto => std::io::stderr().is_terminal(),
+        };
+        let (stop, stopped) = mpsc::sync_channel(1);
+        let progress = progress.clone();
+        let spawned = std::thread::Builder::new()
+            .name("progress".into())
+            .spawn(move || {
+                if bar {
+                    BarView::default().run(&progress, &stopped);
+                } else {
+                    LogView::new(log_interval()).run(&progress, &stopped);
+                }
+            });
+        match spawned {
+            Ok(thread) => Reporter {
+                stop: Some(stop),
+                thread: Some(thread),
+            },
+            Err(err) => {
+                warn!(%err, "cannot start the progress reporter; working without it");
+                Reporter {
+                    stop: None,
+                    thread: None,
+                }
+            }
+        }
+    }
+
+    /// A bar on a terminal, log lines otherwise: for commands a person runs.
+    pub fn auto(progress: &Progress) -> Reporter {
+        Reporter::start(progress, Style::Auto)
+    }
+
+    /// Log lines only: for the server, whose stderr is a log.
+    pub fn log(progress: &Progress) -> Reporter {
+        Reporter::start(progress, Style::Log)
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        // A full channel means a stop is already pending; a closed one
+        // that the thread is gone. Either way, join.
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.try_send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Waits one tick; false once the reporter is dropped.
+fn tick(stopped: &mpsc::Receiver<()>, every: Duration) -> bool {
+    matches!(stopped.recv_timeout(every), Err(RecvTimeoutError::Timeout))
+}
+
+/// Log lines for one run of the work (a restarted [`Progress`] is a new run).
+struct LogView {
+    interval: Duration,
+    /// The run being watched: its start, when it last logged, its last reading.
+    current: Option<Watched>,
+}
+
+struct Watched {
+    started: Instant,
+    last_line: Instant,
+    logged: bool,
+    last: Snapshot,
+}
+
+impl LogView {
+    fn new(interval: Duration) -> LogView {
+        LogView {
+            interval,
+            current: None,
+        }
+    }
+
+    fn run(mut self, progress: &Progress, stopped: &mpsc::Receiver<()>) {
+        let every = LOG_TICK.min(self.interval);
+        loop {
+            self.observe(progress.snapshot());
+            if !tick(stopped, every) {
+                break;
+            }
+        }
+        self.observe(progress.snapshot());
+        self.end();
+    }
+
+    fn observe(&mut self, snapshot: Option<Snapshot>) {
+        let Some(s) = snapshot else {
+            self.end();
+            return;
+        };
+        let now = Instant::now();
+        let same_run = self
+            .current
+            .as_ref()
+            .is_some_and(|w| w.last.task == s.task && w.last.elapsed <= s.elapsed);
+        if !same_run {
+            self.end();
+            self.current = Some(Watched {
+                started: now - s.elapsed,
+                last_line: now - s.elapsed,
+                logged: false,
+                last: s,
+            });
+            return;
+        }
+        let Some(w) = self.current.as_mut() else {
+            return;
+        };
+        if now.duration_since(w.last_line) >= self.interval {
+            w.last_line = now;
+            w.logged = true;
+            log_line(&s);
+        }
+        w.last = s;
+    }
+
+    /// The run ended: one closing line if it logged any.
+    fn end(&mut self) {
+        if let Some(w) = self.current.take() {
+            if w.logged {
+                info!(
+                    task = w.last.task.as_str(),
+                    total = w.last.total,
+                    elapsed_seconds = round1(w.started.elapsed().as_secs_f64()),
+                    "progress: finished"
+                );
+            }
+        }
+    }
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+fn log_line(s: &Snapshot) {
+    let eta_seconds = s.eta().map(|d| round1(d.as_secs_f64()));
+    let phase = (!s.phase.is_empty()).then_some(s.phase);
+    info!(
+        task = s.task.as_str(),
+        phase,
+        percent = round1(s.fraction() * 100.0),
+        done = s.done,
+        total = s.total,
+        unit = s.unit.name(),
+        per_second = s.rate().round() as u64,
+        eta_seconds,
+        elapsed_seconds = round1(s.elapsed.as_secs_f64()),
+        "progress"
+    );
+}
+
+/// An indicatif bar on stderr, one per run of the work.
+#[derive(Default)]
+struct BarView {
+    bar: Option<(String, ProgressBar)>,
+}
+
+impl BarView {
+    fn run(mut self, progress: &Progress, stopped: &mpsc::Receiver<()>) {
+        loop {
+            self.observe(progress.snapshot());
+            if !tick(stopped, BAR_TICK) {
+                break;
+            }
+        }
+        self.observe(progress.snapshot());
+        self.end();
+    }
+
+    fn observe(&mut self, snapshot: Option<Snapshot>) {
+        let Some(s) = snapshot else {
+            self.end();
+            return;
+        };
+        if self.bar.as_ref().is_none_or(|(task, _)| *task != s.task) {
+            self.end();
+            let bar = BARS.add(ProgressBar::new(s.total));
+            let template = match s.unit {
+                Unit::Bytes => "{msg} [{wide_bar}] {percent:>3}% {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
+                Unit::Files => "{msg} [{wide_bar}] {percent:>3}% {human_pos}/{human_len} files {per_sec} ETA {eta}",
+            };
+            if let Ok(style) = ProgressStyle::with_template(template) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            self.bar = Some((s.task.clone(), bar));
+        }
+        if let Some((_, bar)) = &self.bar {
+            bar.set_message(if s.phase.is_empty() {
+                s.task.clone()
+            } else {
+                format!("{} ({})", s.task, s.phase)
+            });
+            bar.set_length(s.total);
+            bar.set_position(s.done.min(s.total));
+        }
+    }
+
+    fn end(&mut self) {
+        if let Some((_, bar)) = self.bar.take() {
+            bar.finish_and_clear();
+            BARS.remove(&bar);
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reporter_stops_when_dropped_even_while_work_runs() {
+        let p = Progress::new();
+        let _running = p.run("test", 10);
+        for style in [Style::Log, Style::Bar] {
+            let r = Reporter::start(&p, style);
+            p.set(5);
+            drop(r);
+        }
+    }
+}
