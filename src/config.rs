@@ -66,8 +66,9 @@ pub const DEFAULT_MAX_OUTPUT_BUFFER: u64 = 32 << 20;
 pub const DEFAULT_HANDSHAKE_TIMEOUT: f64 = 60.0;
 
 /// `ZEOD_PROGRESS_INTERVAL`: seconds (fractions allowed) between the
-/// `progress` log lines of long work, for the server and every CLI;
-/// `None` when unset or not a positive number.
+/// `progress` log lines of long work, for the server and every CLI
+/// (`main` hands it to [`crate::progress::set_log_interval`]); `None` when
+/// unset or not a positive number.
 pub fn progress_interval() -> Option<Duration> {
     std::env::var("ZEOD_PROGRESS_INTERVAL")
         .ok()

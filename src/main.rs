@@ -39,6 +39,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(interval) = zeod::config::progress_interval() {
+        zeod::progress::set_log_interval(interval);
+    }
     match cli.command {
         // init sets up its own logging: it must stay small and never fail
         // before the child could start.

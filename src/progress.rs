@@ -5,6 +5,8 @@
 //! [`Reporter`]: a bar when stderr is a terminal, a log line every few
 //! seconds otherwise. The server's metrics read the same handle at scrape
 //! time, so the storage code never knows whether anyone is watching.
+//! Bars are drawn where [`crate::telemetry`] writes log lines around them;
+//! the log interval is set once by `main` ([`set_log_interval`]).
 //!
 //! ```text
 //!   storage / check / backup ──set(done)──► Progress ◄──snapshot()── Reporter (bar | log)
@@ -15,12 +17,25 @@
 mod report;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-pub use report::{LogStderr, Reporter, Style};
+pub use report::{Reporter, Style};
+
+const DEFAULT_LOG_INTERVAL: Duration = Duration::from_secs(5);
+static LOG_INTERVAL: OnceLock<Duration> = OnceLock::new();
+
+/// Sets the time between `progress` log lines for the whole process
+/// (`main` passes `ZEOD_PROGRESS_INTERVAL`); the first call wins.
+pub fn set_log_interval(interval: Duration) {
+    let _ = LOG_INTERVAL.set(interval);
+}
+
+fn log_interval() -> Duration {
+    LOG_INTERVAL.get().copied().unwrap_or(DEFAULT_LOG_INTERVAL)
+}
 
 /// A handle on one piece of long work; clones share it.
 #[derive(Clone, Default)]

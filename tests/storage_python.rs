@@ -212,8 +212,6 @@ fn pack_both_and_compare(peer: &Peer, path: &Path, seed: u64) {
         let theirs = dir.path().join("theirs.fs");
         std::fs::copy(path, &ours).unwrap();
         std::fs::copy(path, &theirs).unwrap();
-        std::fs::copy(path, "/tmp/packdebug.fs").unwrap();
-        eprintln!("PACKTIME {when:.6} gc {gc}");
         let options = OpenOptions {
             pack_keep_old: false,
             ..OpenOptions::default()

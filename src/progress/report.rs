@@ -1,19 +1,19 @@
 //! Showing a [`Progress`]: a thread that reads it a few times a second and
 //! draws an indicatif bar (stderr is a terminal) or logs a `progress` line
-//! every `ZEOD_PROGRESS_INTERVAL` seconds (default 5) with percent, rate
+//! every [`super::log_interval`] (default 5 s) with percent, rate
 //! and ETA as structured fields, so JSON logs carry them as numbers.
 //! Work shorter than one interval logs nothing extra.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
-use std::sync::LazyLock;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressStyle};
 use tracing::{info, warn};
 
-use super::{Progress, Snapshot, Unit};
+use super::{log_interval, Progress, Snapshot, Unit};
+use crate::telemetry::progress_bars;
 
 /// How to show progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,37 +24,8 @@ pub enum Style {
     Log,
 }
 
-/// Every bar on stderr, so a log line can hide them while it is written.
-static BARS: LazyLock<MultiProgress> =
-    LazyLock::new(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-
-/// stderr for log lines written while a bar may be drawn: each write
-/// hides the bars, writes, and draws them again below, instead of the
-/// line landing in the middle of a bar. The CLI's logging writes here.
-pub struct LogStderr;
-
-impl Write for LogStderr {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        BARS.suspend(|| std::io::stderr().write(buf))
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        BARS.suspend(|| std::io::stderr().write_all(buf))
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
-    }
-}
-
-const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 const BAR_TICK: Duration = Duration::from_millis(100);
 const LOG_TICK: Duration = Duration::from_millis(250);
-
-/// Seconds between log lines (`ZEOD_PROGRESS_INTERVAL`, read by `config`).
-fn log_interval() -> Duration {
-    crate::config::progress_interval().unwrap_or(DEFAULT_INTERVAL)
-}
 
 /// Shows a [`Progress`] until dropped.
 pub struct Reporter {
@@ -250,7 +221,7 @@ impl BarView {
         };
         if self.bar.as_ref().is_none_or(|(task, _)| *task != s.task) {
             self.end();
-            let bar = BARS.add(ProgressBar::new(s.total));
+            let bar = progress_bars().add(ProgressBar::new(s.total));
             let template = match s.unit {
                 Unit::Bytes => "{msg} [{wide_bar}] {percent:>3}% {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
                 Unit::Files => "{msg} [{wide_bar}] {percent:>3}% {human_pos}/{human_len} files {per_sec} ETA {eta}",
@@ -274,7 +245,7 @@ impl BarView {
     fn end(&mut self) {
         if let Some((_, bar)) = self.bar.take() {
             bar.finish_and_clear();
-            BARS.remove(&bar);
+            progress_bars().remove(&bar);
         }
     }
 }

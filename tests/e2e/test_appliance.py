@@ -27,7 +27,9 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROJECT = os.environ.get("ZEOD_E2E_PROJECT", "zeod-e2e")
 COMPOSE_FILES = os.environ.get("ZEOD_E2E_COMPOSE_FILES", "compose/compose.yaml").split(":")
-ZEOD_IMAGE_LIMIT = 10 * 1000 * 1000
+# 8.6 MB before TLS; rustls with ring and the progress bars brought it to
+# 11.2 MB. The budget catches a dependency that drags in much more.
+ZEOD_IMAGE_LIMIT = 12 * 1000 * 1000
 ADMIN_PASSWORD = "e2e-secret"
 # Generous: the point is that things happen by themselves, not how fast.
 SETTLE_TIMEOUT = 90
@@ -381,7 +383,7 @@ def test_three_renderers_from_an_empty_volume_all_become_healthy(stack):
 
 
 def test_zeod_image_is_small(stack):
-    """The storage node's image stays within 10 MB."""
+    """The storage node's image stays within 12 MB."""
     image = zeo_image(stack)
     size = int(docker("image", "inspect", "-f", "{{.Size}}", image))
     print(f"    {image}: {size / 1e6:.2f} MB")

@@ -32,9 +32,7 @@ from test_appliance import (  # noqa: E402  (the shared stack helpers)
 
 # Set to the reason while zeod cannot serve this test's clients; the test
 # then must fail (a pass is reported as an error, so the mark is removed).
-EXPECTED_FAILURE = (
-    "zeod turns ZEO 4 clients away until it speaks the Z4 protocol (issue 9)"
-)
+EXPECTED_FAILURE = None
 
 
 class LegacyStack(Stack):
@@ -82,8 +80,10 @@ def admin_request(url, data=None):
 
 
 def test_legacy_renderer_serves_its_zope2_root_through_zeod(stack):
-    """A Zope 2.13 renderer (ZEO 4 client) serves its root through the
-    compose stack's zeod, on the legacy storage, and commits there."""
+    """A Zope 2.13 renderer (ZEO 4 client) serves its root through zeod.
+
+    Through the compose stack's balancer, on the legacy storage, and it
+    commits there."""
     stack.up_legacy()
     page = None
 
@@ -121,8 +121,9 @@ def add_folder(stack, title):
 
 
 def test_legacy_renderer_reconnects_after_a_zeo_restart(stack):
-    """After the storage node restarts, the ZEO 4 clients reconnect by
-    themselves: earlier commits are there and new ones succeed."""
+    """The ZEO 4 clients reconnect by themselves after zeo restarts.
+
+    Earlier commits are still there, and new ones succeed."""
     stack.up_legacy()
     before = add_folder(stack, "before the restart")
     assert before is not None, "could not add a folder before the restart"
