@@ -8,7 +8,9 @@
 //! a writer task draining a bounded queue ([`outbound`]). Calls are routed
 //! and their errors mapped to ZODB exceptions in [`dispatch`]; commits in
 //! [`commit`]; reads in [`reads`]; blobs in [`blobs`]; `getInvalidations`
-//! beyond the queue's reach, read back from the file, in [`catch_up`].
+//! beyond the queue's reach, read back from the file, in [`catch_up`];
+//! what ZEO 4-era clients (Z4, Z3101, Z310, Z309) get differently in
+//! [`legacy`].
 
 mod blobs;
 mod catch_up;
