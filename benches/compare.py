@@ -200,8 +200,10 @@ def python_clients(python, server, mode, processes, count, seconds):
 
 def ratio(python_figure, zeod_figure, higher_is_better):
     """How many times better zeod's figure is; "-" where better is undefined."""
-    if not python_figure or not zeod_figure or higher_is_better is None:
+    if higher_is_better is None or not python_figure or not zeod_figure:
         return "-"
+    if python_figure < 0 or zeod_figure < 0:
+        return "-"  # a difference of two noisy times (tiny files)
     r = zeod_figure / python_figure if higher_is_better else python_figure / zeod_figure
     return f"{r:.2f}x"
 
