@@ -38,6 +38,8 @@ pub struct BenchArgs {
     /// HOST:PORT of the ZEO server.
     #[arg(default_value = "127.0.0.1:8100")]
     pub address: String,
+    #[command(flatten)]
+    pub tls: crate::tls::ClientTlsArgs,
     /// Storage name to register on.
     #[arg(long, default_value = "1")]
     pub storage: String,
@@ -166,10 +168,12 @@ impl Outcome {
 
 /// Runs the setup and the phases.
 pub async fn run(args: &BenchArgs) -> anyhow::Result<Outcome> {
+    let tls = crate::tls::ClientTls::from_args(&args.tls)?;
+    let tls = tls.as_ref();
     let mut keys: Vec<Oid> = (1..=args.keys).map(Oid::from_u64).collect();
     let mut setup = None;
     if let Some(count) = args.setup {
-        let mut conn = Conn::open(&args.address, &args.storage, args.msgpack)
+        let mut conn = Conn::open(&args.address, &args.storage, args.msgpack, tls)
             .await
             .context("connecting for the setup")?;
         let started = Instant::now();
@@ -180,7 +184,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Outcome> {
     }
     let mut phases = Vec::new();
     for &phase in args.phases.iter().filter(|p| **p != Phase::None) {
-        phases.extend(run_phase(args, phase, &keys).await?);
+        phases.extend(run_phase(args, tls, phase, &keys).await?);
     }
     Ok(Outcome { setup, phases })
 }
@@ -213,6 +217,7 @@ enum Role {
 
 async fn run_phase(
     args: &BenchArgs,
+    tls: Option<&crate::tls::ClientTls>,
     phase: Phase,
     keys: &[Oid],
 ) -> anyhow::Result<Vec<PhaseReport>> {
@@ -229,7 +234,7 @@ async fn run_phase(
     let mut conns = Vec::with_capacity(connections);
     for _ in 0..connections {
         conns.push(
-            Conn::open(&args.address, &args.storage, args.msgpack)
+            Conn::open(&args.address, &args.storage, args.msgpack, tls)
                 .await
                 .with_context(|| format!("connecting to {}", args.address))?,
         );

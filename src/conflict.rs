@@ -67,7 +67,13 @@ fn resolve_records(old: &[u8], committed: &[u8], new: &[u8]) -> Result<Vec<u8>, 
     let (_, old_state) = record::parse_pickles(&mut reader, old)?;
     let (_, committed_state) = record::parse_pickles(&mut reader, committed)?;
     let state = resolve_state(kind, &old_state, &committed_state, &new_state)?;
-    Ok(record::write(&meta, &state)?)
+    // A Python 2 writer (ZEO 4 / ZODB3 clients) must be able to load the
+    // result: write it back in its own dialect.
+    if new.starts_with(&[0x80, 3]) {
+        Ok(record::write(&meta, &state)?)
+    } else {
+        Ok(record::write_py2(&meta, &state)?)
+    }
 }
 
 fn class_kind(meta: &Value) -> Result<Kind, Unresolved> {

@@ -2,7 +2,9 @@
 //! health checks (the image has no shell or Python). It connects, reads the
 //! server's protocol greeting, sends `ruok`, and expects the JSON status of
 //! every storage. Exit 0 if the server answered, 1 with a one-line reason
-//! otherwise.
+//! otherwise. A server with `<ssl>` is probed over TLS with `--ssl-ca`
+//! (and `--ssl-certificate` if it requires client certificates), or the
+//! same from `ZEOD_CLIENT_SSL_*`, which the image's HEALTHCHECK can use.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};

@@ -5,7 +5,8 @@
 //! `(module, name)` pairs, `REDUCE`/`NEWOBJ`/`BUILD` stay recorded
 //! operations, persistent ids stay opaque [`PersistentRef`]s. It writes a
 //! record back the way ZODB's `ConflictResolution` re-pickles one
-//! (protocol 3, one pickler for both pickles), and scans records for
+//! (protocol 3, one pickler for both pickles; protocol 2 with native
+//! strings for records Python 2 wrote), and scans records for
 //! strong references the way `ZODB.serialize.referencesf` does (pack GC).
 //!
 //! ```text
@@ -30,7 +31,7 @@ mod write;
 
 pub use read::{parse, parse_pickles, Reader};
 pub use refs::{references, RefsError};
-pub use write::{write, Writer};
+pub use write::{write, write_py2, Writer};
 
 /// A Python object as a pickle describes it. Containers are shared
 /// (`Rc`) because the memo can hand out the same object twice, and mutable

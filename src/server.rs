@@ -8,7 +8,9 @@
 //! a writer task draining a bounded queue ([`outbound`]). Calls are routed
 //! and their errors mapped to ZODB exceptions in [`dispatch`]; commits in
 //! [`commit`]; reads in [`reads`]; blobs in [`blobs`]; `getInvalidations`
-//! beyond the queue's reach, read back from the file, in [`catch_up`].
+//! beyond the queue's reach, read back from the file, in [`catch_up`];
+//! what ZEO 4-era clients (Z4, Z3101, Z310, Z309) get differently in
+//! [`legacy`].
 
 mod blobs;
 mod catch_up;
@@ -335,7 +337,14 @@ where
 {
     match shared.tls.clone() {
         Some(acceptor) => {
-            if let Some(stream) = crate::tls::handshake(&acceptor, stream, &peer, id).await {
+            let timeout = shared.config.handshake_timeout;
+            let handshake = crate::tls::handshake(&acceptor, stream, &peer, id, timeout);
+            // Shutdown does not wait for a handshake in progress.
+            let stream = tokio::select! {
+                stream = handshake => stream,
+                _ = shared.shutdown.cancelled() => None,
+            };
+            if let Some(stream) = stream {
                 connection::serve(stream, peer, id, shared).await;
             }
         }

@@ -3,7 +3,8 @@
 //! figures, then, per storage, registers read-only over the ZEO 5
 //! protocol and calls `get_info` for the file's size and object count.
 //! The summary is printed for people ([`render`]) or as JSON (`--json`).
-//! Exit 0 when the server answered, 1 otherwise.
+//! Exit 0 when the server answered, 1 otherwise. `--ssl-ca` (and
+//! `--ssl-certificate`) reach a server with `<ssl>` over TLS.
 
 mod client;
 mod render;

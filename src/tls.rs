@@ -25,7 +25,7 @@ mod verify;
 use std::path::PathBuf;
 
 pub use client::{ClientTls, ClientTlsArgs};
-pub use server::{handshake, server_config, HANDSHAKE_TIMEOUT};
+pub use server::{handshake, server_config};
 
 /// Where the server's TLS material is: `<zeo><ssl>` in zeo.conf,
 /// `--ssl-*` on the command line, `ZEOD_SSL_*` in the environment.
@@ -65,13 +65,11 @@ pub enum TlsError {
          (`openssl pkey -in KEY -out PLAIN`) in a file only zeod can read"
     )]
     EncryptedKey { path: PathBuf },
-    #[error("{path}: no certificate usable as a trust anchor")]
-    NoTrustAnchor { path: PathBuf },
     #[error("server certificate and key: {0}")]
     CertifiedKey(rustls::Error),
     #[error("TLS setup: {0}")]
     Setup(rustls::Error),
-    #[error("client certificate verifier: {0}")]
+    #[error("certificate verifier: {0}")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
     #[error("server name {0:?} is neither a DNS name nor an IP address")]
     ServerName(String),

@@ -232,3 +232,29 @@ fn large_ints_and_long_containers_use_cpythons_opcodes() {
     let back = record::parse(&bytes).unwrap();
     assert_eq!(format!("{:?}", back.state), format!("{state:?}"));
 }
+
+#[test]
+fn py2_records_are_written_back_for_python_2_readers() {
+    // What the server writes after resolving a conflict of a Python 2
+    // client's record: protocol 2, oids and ASCII text as `str` (a
+    // `unicode` oid makes Python 2 ZODB's load_persistent fail).
+    let meta = b"cpersistent.mapping\nPersistentMapping\nq\x00.";
+    let state =
+        b"}q\x01U\x04dataq\x02}q\x03U\x01aq\x04(U\x08\x00\x00\x00\x00\x00\x00\x00\x05h\x00tQss.";
+    let data = [&meta[..], &state[..]].concat();
+    let parsed = record::parse(&data).unwrap();
+    let written = record::write_py2(&parsed.meta, &parsed.state).unwrap();
+    assert!(written.starts_with(b"\x80\x02cpersistent.mapping\nPersistentMapping\n"));
+    let contains = |needle: &[u8]| written.windows(needle.len()).any(|w| w == needle);
+    assert!(contains(b"U\x08\x00\x00\x00\x00\x00\x00\x00\x05"));
+    assert!(contains(b"U\x04data"));
+    assert!(!contains(b"X\x04\x00\x00\x00data"));
+    assert_eq!(
+        record::references(&written).unwrap(),
+        vec![Oid::from_u64(5)]
+    );
+    // Protocol 3 (Python 3 readers) keeps text as text.
+    let py3 = record::write(&parsed.meta, &parsed.state).unwrap();
+    assert!(py3.starts_with(b"\x80\x03"));
+    assert!(py3.windows(9).any(|w| w == b"X\x04\x00\x00\x00data"));
+}

@@ -155,3 +155,61 @@ fn unix_now() -> f64 {
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn touch(dir: &Path, name: &str) {
+        std::fs::write(dir.join(name), b"x").unwrap();
+    }
+
+    #[test]
+    fn retention_removes_whole_chains_oldest_first() {
+        let repo = tempfile::tempdir().unwrap();
+        let r = repo.path();
+        std::fs::create_dir_all(r.join("blobs/2026-01-01-00-00-00")).unwrap();
+        for stem in [
+            "2026-01-01-00-00-00.fs",
+            "2026-01-01-00-00-00.dat",
+            "2026-01-01-00-00-00.index",
+            "2026-01-02-00-00-00.deltafs",
+            "2026-01-02-00-00-00.index",
+            "2026-01-03-00-00-00.fsz",
+            "2026-01-03-00-00-00.dat",
+            "2026-01-04-00-00-00.deltafsz",
+            "2026-01-05-00-00-00.fs",
+            "2026-01-05-00-00-00.dat",
+            "blobs/2026-01-01-00-00-00.blobs",
+        ] {
+            touch(r, stem);
+        }
+        assert_eq!(retain(r, 3).unwrap(), 0, "three fulls, keep three");
+        assert_eq!(
+            retain(r, 2).unwrap(),
+            2,
+            "the first chain: .fs and .deltafs"
+        );
+        let mut left: Vec<String> = std::fs::read_dir(r)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "2026-01-03-00-00-00.dat",
+                "2026-01-03-00-00-00.fsz",
+                "2026-01-04-00-00-00.deltafsz",
+                "2026-01-05-00-00-00.dat",
+                "2026-01-05-00-00-00.fs",
+                "blobs",
+            ]
+        );
+        assert_eq!(std::fs::read_dir(r.join("blobs")).unwrap().count(), 0);
+        // keep 0 never removes the chain a restore would use.
+        assert_eq!(retain(r, 0).unwrap(), 2);
+        assert!(r.join("2026-01-05-00-00-00.fs").exists());
+    }
+}

@@ -6,13 +6,17 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 
 use crate::ids::Tid;
 use crate::protocol::{decode_message, encode_message, Encoding, FrameCodec, Message, Value};
+use crate::tls::ClientTls;
+
+/// Plain TCP halves or TLS ones: the same code measures both.
+type Reader = Box<dyn AsyncRead + Unpin + Send>;
+type Writer = Box<dyn AsyncWrite + Unpin + Send>;
 
 /// A server that has not answered for this long is considered hung.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -66,8 +70,8 @@ impl Reply {
 
 pub struct Conn {
     pub encoding: Encoding,
-    frames: FramedRead<OwnedReadHalf, FrameCodec>,
-    writer: OwnedWriteHalf,
+    frames: FramedRead<Reader, FrameCodec>,
+    writer: Writer,
     /// Frames queued by [`Conn::queue`], written by [`Conn::flush`].
     pending: Vec<u8>,
     next_msgid: i64,
@@ -78,8 +82,13 @@ pub struct Conn {
 impl Conn {
     /// Connects, handshakes (answering `M5` for msgpack, `Z5` otherwise:
     /// servers pick the encoding from the client's answer) and registers
-    /// on `storage` read-write.
-    pub async fn open(address: &str, storage: &str, msgpack: bool) -> Result<Conn, ConnError> {
+    /// on `storage` read-write; over TLS when `tls` is given.
+    pub async fn open(
+        address: &str,
+        storage: &str,
+        msgpack: bool,
+        tls: Option<&ClientTls>,
+    ) -> Result<Conn, ConnError> {
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
             .await
             .map_err(|_| ConnError::Timeout("connecting"))?
@@ -89,7 +98,19 @@ impl Conn {
             })?;
         // Requests are small and latency is what we measure.
         stream.set_nodelay(true)?;
-        let (reader, writer) = stream.into_split();
+        let (reader, writer): (Reader, Writer) = match tls {
+            Some(tls) => {
+                let stream = tokio::time::timeout(CONNECT_TIMEOUT, tls.connect(address, stream))
+                    .await
+                    .map_err(|_| ConnError::Timeout("in the TLS handshake"))??;
+                let (reader, writer) = tokio::io::split(stream);
+                (Box::new(reader), Box::new(writer))
+            }
+            None => {
+                let (reader, writer) = stream.into_split();
+                (Box::new(reader), Box::new(writer))
+            }
+        };
         let mut conn = Conn {
             encoding: if msgpack {
                 Encoding::Msgpack

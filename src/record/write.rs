@@ -26,6 +26,23 @@ pub fn write(meta: &Value, state: &Value) -> Result<Vec<u8>> {
     Ok(w.finish())
 }
 
+/// Writes a data record for Python 2 readers (ZODB3, ZODB 4 on Python 2):
+/// protocol 2, with ASCII text as native `str` (`SHORT_BINSTRING`), as
+/// cPickle writes it. Python 3's protocol 3 would turn the oids of
+/// persistent references into `unicode`, which Python 2 ZODB rejects, and
+/// `str` keys into `unicode` ones. Non-ASCII text stays `unicode` (it can
+/// only have come from a `unicode`: a non-ASCII Python 2 `str` does not
+/// parse).
+pub fn write_py2(meta: &Value, state: &Value) -> Result<Vec<u8>> {
+    let mut w = Writer {
+        py2: true,
+        ..Writer::default()
+    };
+    w.dump(meta)?;
+    w.dump(state)?;
+    Ok(w.finish())
+}
+
 #[derive(Hash, PartialEq, Eq)]
 enum MemoKey {
     Ptr(usize),
@@ -38,6 +55,8 @@ enum MemoKey {
 pub struct Writer {
     out: Vec<u8>,
     memo: HashMap<MemoKey, u32>,
+    /// Protocol 2 with Python 2 strings ([`write_py2`]).
+    py2: bool,
 }
 
 impl Writer {
@@ -47,7 +66,8 @@ impl Writer {
 
     /// Appends one complete pickle (`PROTO 3` … `STOP`) of `v`.
     pub fn dump(&mut self, v: &Value) -> Result<()> {
-        self.out.extend_from_slice(&[op::PROTO, 3]);
+        self.out
+            .extend_from_slice(&[op::PROTO, if self.py2 { 2 } else { 3 }]);
         self.save(v, 0)?;
         self.out.push(op::STOP);
         Ok(())
@@ -76,7 +96,9 @@ impl Writer {
                 if self.get(&key) {
                     return Ok(());
                 }
-                if b.len() < 256 {
+                if self.py2 {
+                    self.save_py2_str(b)?;
+                } else if b.len() < 256 {
                     self.out.push(op::SHORT_BINBYTES);
                     self.out.push(b.len() as u8);
                 } else {
@@ -91,9 +113,13 @@ impl Writer {
                 if self.get(&key) {
                     return Ok(());
                 }
-                self.out.push(op::BINUNICODE);
-                self.out.extend_from_slice(&len4(s.len())?);
-                self.out.extend_from_slice(s.as_bytes());
+                if self.py2 && s.is_ascii() {
+                    self.save_py2_str(s.as_bytes())?;
+                } else {
+                    self.out.push(op::BINUNICODE);
+                    self.out.extend_from_slice(&len4(s.len())?);
+                    self.out.extend_from_slice(s.as_bytes());
+                }
                 self.put(key);
             }
             Value::Tuple(t) => self.save_tuple(t, depth)?,
@@ -169,6 +195,19 @@ impl Writer {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// A Python 2 `str`: `SHORT_BINSTRING` or `BINSTRING`.
+    fn save_py2_str(&mut self, b: &[u8]) -> Result<()> {
+        if b.len() < 256 {
+            self.out.push(op::SHORT_BINSTRING);
+            self.out.push(b.len() as u8);
+        } else {
+            self.out.push(op::BINSTRING);
+            self.out.extend_from_slice(&len4(b.len())?);
+        }
+        self.out.extend_from_slice(b);
         Ok(())
     }
 

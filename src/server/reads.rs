@@ -332,6 +332,7 @@ impl Connection {
         let encoded_ok = self
             .encode_reply(msgid, Ok(Value::None))
             .map_err(CallError::Close)?;
+        let z4 = self.z4.is_some();
         let pending = if wait {
             Some((slot, self.encoding, msgid.clone()))
         } else {
@@ -363,6 +364,9 @@ impl Connection {
             if let Some((slot, encoding, msgid)) = pending {
                 let (flags, args) = match result {
                     Ok(v) => (0, v),
+                    Err(CallError::Raise { class, state }) if z4 => {
+                        (0, super::legacy::error_value(encoding, class, state))
+                    }
                     Err(CallError::Raise { class, state }) => {
                         (2, Value::Tuple(vec![Value::Str(class.into()), state]))
                     }

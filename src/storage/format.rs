@@ -364,9 +364,11 @@ impl Peek {
     /// The pickle of a record with `plen > 0`.
     pub fn data(&self, r: &Reader<'_>) -> Result<Vec<u8>> {
         let at = DATA_HEADER_LEN as usize;
+        // `plen` is from the file: near 2^64 the sum wrapped (found by the
+        // `datafs` fuzz target).
         match usize::try_from(self.h.plen)
             .ok()
-            .map(|n| at + n)
+            .and_then(|n| at.checked_add(n))
             .filter(|end| *end <= self.got)
         {
             Some(end) => Ok(self.buf[at..end].to_vec()),

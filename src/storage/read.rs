@@ -186,15 +186,18 @@ pub(super) fn undo_log(s: &FileStorage, first: i64, last: i64) -> Result<Vec<Und
 
 /// The oids of the data records of the transaction at `tpos`, in file order.
 pub(super) fn txn_oids(r: Reader<'_>, tpos: u64, h: &super::format::TxnHeader) -> Result<Vec<Oid>> {
-    let tend = tpos + h.tlen;
-    let mut pos = tpos + h.header_len();
+    // Lengths from a damaged file can be anything: sums that overflow
+    // are damage (found by the `datafs` fuzz target).
+    let overflow = || r.corrupt(tpos, "record lengths overflow");
+    let tend = tpos.checked_add(h.tlen).ok_or_else(overflow)?;
+    let mut pos = tpos.checked_add(h.header_len()).ok_or_else(overflow)?;
     let mut oids = Vec::new();
     while pos < tend {
         let d = r.data_header(pos)?;
         if !oids.contains(&d.oid) {
             oids.push(d.oid);
         }
-        pos += d.record_len();
+        pos = pos.checked_add(d.record_len()).ok_or_else(overflow)?;
     }
     Ok(oids)
 }

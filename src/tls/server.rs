@@ -12,11 +12,6 @@ use tokio_rustls::TlsAcceptor;
 use super::verify::{ClientCertificates, Trust};
 use super::{pem, provider, TlsError, TlsFiles};
 
-/// A peer must finish the TLS handshake within this time. A real client
-/// needs milliseconds; a plain ZEO client waits for a greeting that never
-/// comes, and is dropped after this.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// The server's rustls configuration; every file is read now, so a bad
 /// path or key stops the server at startup, naming the file.
 pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsError> {
@@ -40,17 +35,20 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsE
 }
 
 /// Runs the TLS handshake on an accepted stream. `None` (logged) if the
-/// peer does not complete it: no TLS, a refused certificate, too slow.
+/// peer does not complete it within `timeout` (the server's
+/// handshake-timeout: a plain ZEO client waits for a greeting that never
+/// comes), offers no TLS, or presents a refused certificate.
 pub async fn handshake<S>(
     acceptor: &TlsAcceptor,
     stream: S,
     peer: &str,
     conn: u64,
+    timeout: Duration,
 ) -> Option<TlsStream<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => {
             let (_, session) = stream.get_ref();
             tracing::debug!(
@@ -76,7 +74,7 @@ where
             None
         }
         Err(_) => {
-            tracing::info!(conn, %peer, "no TLS handshake within {HANDSHAKE_TIMEOUT:?} (a client without TLS?)");
+            tracing::info!(conn, %peer, "no TLS handshake within {timeout:?} (a client without TLS?)");
             None
         }
     }

@@ -239,6 +239,35 @@ def test_up_from_nothing(stack):
     assert (image, health) == (zeo_image(stack), "healthy"), (image, health)
 
 
+def test_containers_are_hardened_and_zeo_is_private(stack):
+    """Every container is non-root, read-only, capability-free; only Zope reaches ZEO."""
+    for service in ("zeo", "renderer", "renderer-ro", "lb"):
+        for c in stack.containers(service):
+            user, read_only, caps, options = docker(
+                "inspect", "-f",
+                "{{.Config.User}}|{{.HostConfig.ReadonlyRootfs}}|"
+                "{{.HostConfig.CapDrop}}|{{.HostConfig.SecurityOpt}}", c).split("|")
+            assert user and user.split(":")[0] not in ("", "0", "root"), (service, user)
+            assert read_only == "true", service
+            assert "ALL" in caps, (service, caps)
+            assert "no-new-privileges:true" in options, (service, options)
+            assert "seccomp=unconfined" not in options, (service, options)
+    # The ZEO port is published nowhere.
+    zeo = stack.containers("zeo")[0]
+    assert docker("port", zeo) == "", docker("port", zeo)
+    probe = "import socket; socket.create_connection(('zeo', 8100), timeout=5).close()"
+    # A renderer connects (the probe works)...
+    renderer = stack.containers("renderer")[0]
+    docker("exec", renderer, "python", "-c", probe)
+    # ...the balancer cannot even resolve the name.
+    lb = stack.containers("lb")[0]
+    docker("exec", lb, "bash", "-c", "true")  # the probe's shell is there
+    result = subprocess.run(
+        ["docker", "exec", lb, "bash", "-c", "timeout 5 bash -c '</dev/tcp/zeo/8100'"],
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0, "the balancer reached zeo:8100"
+
+
 def test_content_added_on_one_renderer_is_seen_on_another(stack):
     """A note committed through renderer A is read back through renderer B."""
     stack.up(renderers=2)
@@ -388,6 +417,23 @@ def test_zeod_image_is_small(stack):
     size = int(docker("image", "inspect", "-f", "{{.Size}}", image))
     print(f"    {image}: {size / 1e6:.2f} MB")
     assert size <= ZEOD_IMAGE_LIMIT, f"{image} is {size} bytes"
+
+
+def test_zeod_image_holds_nothing_but_the_binary(stack):
+    """The storage image's files: /zeod and an empty /data, nothing else."""
+    image = zeo_image(stack)
+    probe = docker("create", image)
+    try:
+        listing = subprocess.run(
+            f"docker export {probe} | tar -t", shell=True,
+            capture_output=True, text=True, check=True, timeout=120).stdout.split()
+    finally:
+        docker("rm", probe)
+    # What Docker itself puts into every container's filesystem.
+    runtime = {".dockerenv", "dev/", "dev/console", "dev/pts/", "dev/shm/", "etc/",
+               "etc/hostname", "etc/hosts", "etc/mtab", "etc/resolv.conf", "proc/", "sys/"}
+    files = sorted(set(listing) - runtime)
+    assert files == ["data/", "data/blobs/", "zeod"], files
 
 
 def zeo_image(stack):

@@ -1,8 +1,11 @@
 """A Python 2.7 ZEO 4 client and a ZEO 6 client on one zeod storage.
 
-The ZEO 4 client runs in its own process (z4_worker.py in the Python 2.7
-venv of venv.sh: ZEO 4.3.1, ZODB 4.4.5), the ZEO 6 client in this one (the
-venv of tests/python/venv.sh). What a site mid-migration relies on: each
+The old client runs in its own process (z4_worker.py in a Python 2.7 venv
+of venv.sh): ZEO 4.3.1 with ZODB 4.4.5 (protocol Z4), and ZODB3 3.10.7,
+Zope 2.13's ZODB (protocol Z3101). The ZEO 6 client runs in this process
+(the venv of tests/python/venv.sh). ZODB3 3.10 cannot read what Python
+3 ZODB writes (protocol-3 record pickles: a client limit, not a server
+one), so its peer is the ZEO 4 client instead. What a site mid-migration relies on: each
 sees the other's commits, write conflicts raise ConflictError, conflicts
 the server can resolve (BTrees.Length) commit, and the old client comes
 back after a server restart, quickly or by full cache verification.
@@ -26,18 +29,22 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
 import zeod_forker  # noqa: E402
 
-PY27 = os.environ.get("ZEOD_PYTHON27")
+# The old clients: protocol -> the python of its venv.
+CLIENTS = {
+    "Z4": os.environ.get("ZEOD_PYTHON27"),
+    "Z3101": os.environ.get("ZEOD_PYTHON27_ZODB3"),
+}
 KEYS = ["k%02d" % i for i in range(10)]
 
 
 class Z4:
     """The handle on one ZEO 4 client process."""
 
-    def __init__(self, log_dir, name):
+    def __init__(self, python, log_dir, name):
         self.name = name
         self.log = open(os.path.join(log_dir, "z4-%s.log" % name), "ab")
         self.process = subprocess.Popen(
-            [PY27, os.path.join(HERE, "z4_worker.py")],
+            [python, os.path.join(HERE, "z4_worker.py")],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
 
     def call(self, method, *args):
@@ -126,9 +133,13 @@ class Server:
 
 @pytest.fixture
 def setup(tmp_path, request):
-    if not PY27:
-        pytest.fail("ZEOD_PYTHON27 names no Python 2.7 (tests/legacy/run sets it)")
-    zeod_forker.current_test = "legacy-" + request.node.name
+    protocol = getattr(request, "param", "Z4")
+    python = CLIENTS[protocol]
+    if not python:
+        pytest.fail("no Python 2.7 venv for %s clients (tests/legacy/run "
+                    "sets ZEOD_PYTHON27 and ZEOD_PYTHON27_ZODB3)" % protocol)
+    zeod_forker.current_test = "legacy-" + request.node.name.replace(
+        "[", "-").rstrip("]")
     zeod_forker.current_logs = []
     (tmp_path / "server").mkdir()
     log_dir = zeod_forker.LOG_DIR
@@ -142,11 +153,13 @@ def setup(tmp_path, request):
         return server
 
     def z4(server, name, cache=True):
-        w = Z4(log_dir, "%s-%s" % (request.node.name, name))
+        w = Z4(python, log_dir, "%s-%s" % (
+            zeod_forker.current_test, name))
         opened.append(w)
         args = (list(server.addr), name, str(tmp_path)) if cache else (
             list(server.addr),)
-        assert w.call("open", *args) == "Z4"
+        assert w.call("open", *args) == protocol
+        w.protocol = protocol
         return w
 
     def z6(server):
@@ -285,8 +298,10 @@ def test_reconnects_after_a_server_restart(setup):
 
 def test_full_cache_verification_of_a_stale_persistent_cache(setup):
     start, z4, z6 = setup
-    # Too short a queue to answer for what the old client missed.
-    server = start({"invalidation_queue_size": 1})
+    # Too short a queue to answer for what the old client missed, and no
+    # reading back from the file (runzeo's behaviour): getInvalidations
+    # answers None.
+    server = start({"invalidation_queue_size": 1, "invalidation_age": "0"})
     old = z4(server, "old")
     old.call("create", KEYS)
     values = {k: 0 for k in KEYS}
@@ -298,10 +313,87 @@ def test_full_cache_verification_of_a_stale_persistent_cache(setup):
         new.write([k], "while away %d" % i)
         values[k] = "while away %d" % i
     assert old.call("open", list(server.addr), "old",
-                    os.path.dirname(server.directory)) == "Z4"
+                    os.path.dirname(server.directory)) == old.protocol
     assert old.call("wait_connected", 30)
     assert old.call("verify_results") == ["full verification"]
     # verify/invalidateVerify dropped exactly the changed objects.
     cached = old.call("cached", [oids[k] for k in KEYS])
     assert sorted(cached) == sorted(oids[k] for k in KEYS[3:])
     assert old.call("read", KEYS) == values
+
+
+@pytest.mark.parametrize("setup", ["Z3101"], indirect=True)
+def test_zodb3_client_beside_a_zeo4_client(setup):
+    start, z4, z6 = setup
+    server = start()
+    old = z4(server, "zodb3")
+    assert old.protocol == "Z3101"
+    peer = Z4(CLIENTS["Z4"], zeod_forker.LOG_DIR, zeod_forker.current_test + "-peer")
+    try:
+        assert peer.call("open", list(server.addr)) == "Z4"
+        old.call("create", KEYS)
+        values = {k: 0 for k in KEYS}
+        assert peer.call("wait_for", values, 30) == values
+        peer.call("write", KEYS[:3], "from zeo4")
+        values.update({k: "from zeo4" for k in KEYS[:3]})
+        assert old.call("wait_for", values, 30) == values
+        old.call("write", KEYS[3:5], "from zodb3")
+        values.update({k: "from zodb3" for k in KEYS[3:5]})
+        assert peer.call("wait_for", values, 30) == values
+        # The ZEO 6 client reads what both wrote (protocol-1 records).
+        new = z6(server)
+        assert new.wait_for(values) == values
+        # Conflicts: the server's own ConflictError, a local one, and a
+        # BTrees.Length conflict the server merges.
+        raised = old.call("stale_store", KEYS[0])
+        assert raised["error"] == "ConflictError"
+        assert raised["serials"] == raised["expected_serials"]
+        old.call("prepare", KEYS[1], "zodb3")
+        peer.call("write", [KEYS[1]], "zeo4 wins")
+        assert old.call("commit").startswith("ConflictError")
+        old.call("counter_create", "n")
+        assert peer.call("counter_value", "n") == 0
+        old.call("counter_prepare", "n", 1)
+        peer.call("counter_prepare", "n", 10)
+        assert peer.call("commit") == "committed"
+        assert old.call("commit") == "committed"
+        deadline = time.monotonic() + 30
+        while peer.call("counter_value", "n") != 11:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        # A bucket conflict between two Python 2 clients: the server's
+        # merged bucket must be a Python 2 pickle both can load, with
+        # str keys staying str.
+        old.call("tree_create", "t")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                peer.call("tree_items", "t")
+                break
+            except RuntimeError:
+                assert time.monotonic() < deadline, "the tree never arrived"
+                time.sleep(0.05)
+        for i in range(3):
+            old.call("tree_prepare", "t", "a%d" % i, i)
+            peer.call("tree_prepare", "t", "b%d" % i, i)
+            assert peer.call("commit") == "committed"
+            assert old.call("commit") == "committed"
+        want = {"items": {"%s%d" % (p, i): i for p in "ab" for i in range(3)},
+                "key_types": ["str"]}
+        assert old.call("tree_items", "t") == want
+        deadline = time.monotonic() + 30
+        while peer.call("tree_items", "t") != want:
+            assert time.monotonic() < deadline, peer.call("tree_items", "t")
+            time.sleep(0.05)
+        # And back after a restart.
+        server.restart()
+        assert old.call("wait_connected", 30)
+        assert old.call("verify_results")[-1] in (
+            "no verification", "quick verification")
+        assert peer.call("wait_connected", 30)
+        peer.call("write", KEYS[5:7], "after restart")
+        values.update({k: "after restart" for k in KEYS[5:7]})
+        values[KEYS[1]] = "zeo4 wins"
+        assert old.call("wait_for", values, 30) == values
+    finally:
+        peer.stop()

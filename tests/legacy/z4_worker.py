@@ -18,6 +18,7 @@ import time
 import traceback
 
 import BTrees.Length
+import BTrees.OOBTree
 import transaction
 import ZEO.ClientStorage
 import ZODB
@@ -165,6 +166,25 @@ class Worker(object):
         value = self.root[str(key)]()
         self.tm.abort()
         return value
+
+    # -- BTrees: bucket conflicts the server resolves -----------------------
+
+    def tree_create(self, key):
+        self.tm.begin()
+        self.root[str(key)] = BTrees.OOBTree.OOBTree()
+        self.tm.commit()
+
+    def tree_prepare(self, key, k, v):
+        """Inserts into tree ``key`` in a transaction left open."""
+        self.tm.begin()
+        self.root[str(key)][str(k)] = _native(v)
+
+    def tree_items(self, key):
+        self.tm.begin()
+        items = dict((k, _jsonable(v)) for k, v in self.root[str(key)].items())
+        types = sorted(set(type(k).__name__ for k in self.root[str(key)]))
+        self.tm.abort()
+        return {"items": items, "key_types": types}
 
     # -- storage level: what the server itself answers ----------------------
 

@@ -24,7 +24,10 @@ pub struct Gc<'a> {
     /// End of the last transaction with tid <= packtime.
     pub packpos: u64,
     oid2curpos: Index,
+    /// The result of `find_reachable`.
     pub reachable: Index,
+    /// `reachable` while the references are followed.
+    building: Reachable,
     reach_ex: HashMap<Oid, Vec<u64>>,
     ltid: Tid,
     dangling: usize,
@@ -46,6 +49,7 @@ impl<'a> Gc<'a> {
             packpos: 4,
             oid2curpos: Index::new(),
             reachable: Index::new(),
+            building: Reachable::default(),
             reach_ex: HashMap::new(),
             ltid: Tid::ZERO,
             dangling: 0,
@@ -156,6 +160,7 @@ impl<'a> Gc<'a> {
         }
         self.reachable_at_packtime(vec![Oid::ZERO])?;
         self.reachable_from_future()?;
+        self.reachable = std::mem::take(&mut self.building).into_index();
         if self.dangling > 0 {
             warn!(
                 count = self.dangling,
@@ -169,7 +174,7 @@ impl<'a> Gc<'a> {
     fn reachable_at_packtime(&mut self, roots: Vec<Oid>) -> Result<()> {
         let mut todo = roots;
         while let Some(oid) = todo.pop() {
-            if self.reachable.get(oid).is_some() {
+            if self.building.get(oid).is_some() {
                 continue;
             }
             let Some(pos) = self.oid2curpos.get(oid) else {
@@ -180,9 +185,9 @@ impl<'a> Gc<'a> {
                 }
                 continue;
             };
-            self.reachable.insert(oid, pos);
+            self.building.insert(oid, pos);
             for r in self.findrefs(pos)? {
-                if self.reachable.get(r).is_none() {
+                if self.building.get(r).is_none() {
                     todo.push(r);
                 }
             }
@@ -203,14 +208,14 @@ impl<'a> Gc<'a> {
             while pos < tend {
                 let (d, back) = self.data(tpos, tend, pos)?;
                 if back != 0 && back < self.packpos {
-                    if self.reachable.get(d.oid).is_some() {
+                    if self.building.get(d.oid).is_some() {
                         let extra = self.reach_ex.entry(d.oid).or_default();
                         if !extra.contains(&back) {
                             extra.push(back);
                             extra_roots.push(back);
                         }
                     } else {
-                        self.reachable.insert(d.oid, back);
+                        self.building.insert(d.oid, back);
                     }
                 }
                 pos += d.record_len();
@@ -257,5 +262,67 @@ impl<'a> Gc<'a> {
             Some(p) if p == pos => true,
             Some(_) => self.reach_ex.get(&oid).is_some_and(|l| l.contains(&pos)),
         }
+    }
+}
+
+/// Lower bound of the number of new entries merged at a time.
+const MERGE_AT_LEAST: usize = 1 << 16;
+
+/// oid → position, filled in the order the references are found. An
+/// [`Index`] keeps up to 65536 entries per sorted array, so inserting in
+/// reference order moved half an array (up to 256 KiB) per object: 80 % of
+/// a 200k-object pack went to `memmove`. New entries collect in a hash map
+/// instead, merged into the index in one sorted pass whenever the map holds
+/// a quarter as many entries as the index (so each entry is copied a few
+/// times in all, and the map adds at most ~8 bytes per object).
+#[derive(Default)]
+struct Reachable {
+    index: Index,
+    recent: HashMap<Oid, u64>,
+}
+
+impl Reachable {
+    fn get(&self, oid: Oid) -> Option<u64> {
+        self.recent
+            .get(&oid)
+            .copied()
+            .or_else(|| self.index.get(oid))
+    }
+
+    fn insert(&mut self, oid: Oid, pos: u64) {
+        self.recent.insert(oid, pos);
+        if self.recent.len() >= MERGE_AT_LEAST.max(self.index.len() / 4) {
+            self.merge();
+        }
+    }
+
+    fn merge(&mut self) {
+        let mut recent: Vec<(Oid, u64)> = self.recent.drain().collect();
+        recent.sort_unstable_by_key(|(oid, _)| *oid);
+        let old = std::mem::take(&mut self.index);
+        let mut old = old.iter().peekable();
+        let mut recent = recent.into_iter().peekable();
+        // Both in oid order, so every insert appends to its array.
+        loop {
+            let next = match (old.peek(), recent.peek()) {
+                (Some(o), Some(r)) if o.0 < r.0 => old.next(),
+                (Some(o), Some(r)) if o.0 == r.0 => {
+                    old.next();
+                    recent.next()
+                }
+                (_, Some(_)) => recent.next(),
+                (Some(_), None) => old.next(),
+                (None, None) => break,
+            };
+            if let Some((oid, pos)) = next {
+                self.index.insert(oid, pos);
+            }
+        }
+    }
+
+    fn into_index(mut self) -> Index {
+        self.merge();
+        self.index.shrink();
+        self.index
     }
 }
