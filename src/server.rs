@@ -151,6 +151,28 @@ pub async fn run_with_metrics(
     metrics: Arc<Metrics>,
     shutdown: impl Future,
 ) -> Result<(), ServerError> {
+    export(storages, config, metrics)
+        .await?
+        .run(listener, shutdown)
+        .await
+}
+
+/// Storages exported and ready to serve: invalidation queues seeded, TLS
+/// loaded, the metrics sampler installed. `zeod serve` builds this before
+/// it binds anything, so a published address (or a metrics listener) never
+/// answers for a server that cannot yet serve its storages.
+pub struct Exports {
+    shared: Arc<Shared>,
+}
+
+/// Exports `storages` (name → storage): the slow part of a start after
+/// the files are open, since seeding each invalidation queue reads the
+/// last transactions back from the file.
+pub async fn export(
+    storages: Vec<(String, Arc<FileStorage>)>,
+    config: ServerConfig,
+    metrics: Arc<Metrics>,
+) -> Result<Exports, ServerError> {
     let mut exported = BTreeMap::new();
     for (name, storage) in storages {
         let size = config.invalidation_queue_size;
@@ -206,6 +228,22 @@ pub async fn run_with_metrics(
             .map(|e| status::sample(e, now))
             .collect()
     }));
+    Ok(Exports { shared })
+}
+
+impl Exports {
+    /// Serves the exported storages on `listener` until `shutdown`
+    /// resolves (see [`run`]).
+    pub async fn run(self, listener: Listener, shutdown: impl Future) -> Result<(), ServerError> {
+        serve_exports(self.shared, listener, shutdown).await
+    }
+}
+
+async fn serve_exports(
+    shared: Arc<Shared>,
+    listener: Listener,
+    shutdown: impl Future,
+) -> Result<(), ServerError> {
     let limit = Arc::new(Semaphore::new(shared.config.max_connections));
     let tracker = shared.tasks.clone();
     for (name, plan) in &shared.config.pack_schedules {
@@ -433,9 +471,13 @@ async fn serve(
         println!("configuration OK");
         return Ok(ExitCode::SUCCESS);
     }
+    // Readiness is honest: nothing listens until every storage is open and
+    // exported, so the first scrape, probe or client sees all of them
+    // (runzeo, too, opens its storages before it binds).
+    let metrics = Arc::new(Metrics::new());
+    let exports = export(storages.clone(), config.clone(), metrics.clone()).await?;
     // Bound before the ZEO port, so once the address file is written
     // both are up.
-    let metrics = Arc::new(Metrics::new());
     let metrics_stop = CancellationToken::new();
     if let Some(addr) = config.metrics {
         let http = TcpListener::bind(addr)
@@ -482,7 +524,7 @@ async fn serve(
         });
     }
     let (signal, exit) = signals()?;
-    let result = run_with_metrics(listener, storages.clone(), config, metrics, signal).await;
+    let result = exports.run(listener, signal).await;
     metrics_stop.cancel();
     close_storages(&storages).await;
     for path in pid_file.iter().chain(unix_path.iter()) {

@@ -54,6 +54,28 @@ pub struct StorageSummary {
     pub path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub info_error: Option<String>,
+    /// The pack running now (zeod's `get_info` says), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pack: Option<PackSummary>,
+}
+
+/// A running pack: its phase and the work done of the total (bytes).
+#[derive(Debug, Clone, Serialize)]
+pub struct PackSummary {
+    pub phase: String,
+    pub done: u64,
+    pub total: u64,
+    pub elapsed_seconds: f64,
+}
+
+impl PackSummary {
+    /// Done / total in `[0, 1]` (0 for an empty total).
+    pub fn fraction(&self) -> f64 {
+        if self.total == 0 {
+            return 0.0;
+        }
+        (self.done as f64 / self.total as f64).clamp(0.0, 1.0)
+    }
 }
 
 pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {

@@ -197,17 +197,8 @@ mod tests {
         bigfile::write(&path, 96, 200);
         let size = std::fs::metadata(&path).unwrap().len();
         let zeod = Zeod::start_in(dir, false, &[], &[("ZEOD_PROGRESS_INTERVAL", "0.1")]);
-        // The address file is written before the storages are exported
-        // (their invalidation queues are seeded first): wait for them.
-        let deadline = Instant::now() + process::WAIT;
-        let idle = loop {
-            let s = scrape(&zeod);
-            if s.keys().any(|(name, _)| name == "zeod_pack_running") {
-                break s;
-            }
-            assert!(Instant::now() < deadline, "no storage metrics");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        // Ready means exported: the storage is there from the first scrape.
+        let idle = scrape(&zeod);
         assert_eq!(value(&idle, "zeod_pack_running", STORAGE), 0.0);
         assert_eq!(value(&idle, "zeod_pack_progress_ratio", STORAGE), 0.0);
         assert_eq!(pack_phase(&idle), "idle");

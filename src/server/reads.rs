@@ -150,6 +150,7 @@ impl Connection {
                     (key("supports_record_iternext"), Value::Bool(true)),
                     (key("interfaces"), interfaces(storage.blob_dir().is_some())),
                 ]);
+                info.extend(status::pack_info(exported));
                 Ok(Value::Dict(info))
             }
             "lastTransaction" => {

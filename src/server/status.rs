@@ -115,6 +115,25 @@ impl Status {
     }
 }
 
+/// The `zeod_pack` entry of `get_info` while a pack runs (absent
+/// otherwise, so the info dict stays Python's when nothing is packing):
+/// `{'phase': 'copy', 'done': n, 'total': n, 'elapsed': seconds}`, the same
+/// reading the metrics take. `zeod status` shows it; ZEO clients keep info
+/// keys they do not know without looking at them.
+pub fn pack_info(exported: &Exported) -> Option<(Value, Value)> {
+    let pack = exported.storage.pack_progress().snapshot()?;
+    let entry = |k: &str, v| (Value::Str(k.to_string()), v);
+    Some(entry(
+        "zeod_pack",
+        Value::Dict(vec![
+            entry("phase", Value::Str(pack.phase.to_string())),
+            entry("done", Value::Int(pack.done as i128)),
+            entry("total", Value::Int(pack.total as i128)),
+            entry("elapsed", Value::Float(pack.elapsed.as_secs_f64())),
+        ]),
+    ))
+}
+
 /// Everything `crate::metrics` reports per storage, read at scrape time.
 pub fn sample(exported: &Exported, now: f64) -> crate::metrics::StorageSample {
     let s = &exported.stats;

@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 use tokio_util::codec::Framed;
 
-use super::{StorageSummary, Summary};
+use super::{PackSummary, StorageSummary, Summary};
 use crate::config::Address;
 use crate::protocol::{decode_message, encode_message, Encoding, FrameCodec, Message, Value};
 use crate::tls::ClientTls;
@@ -108,6 +108,7 @@ async fn fetch_inner(address: &str, tls: Option<&ClientTls>) -> Result<Summary, 
                 Some(Value::Str(s)) => Some(s.clone()),
                 _ => None,
             },
+            pack: field("zeod_pack").and_then(pack_summary),
             name,
             status,
             info_error,
@@ -117,6 +118,35 @@ async fn fetch_inner(address: &str, tls: Option<&ClientTls>) -> Result<Summary, 
         address: address.to_string(),
         protocol,
         storages,
+    })
+}
+
+/// The `zeod_pack` dict of `get_info`; `None` if it is not one.
+fn pack_summary(value: &Value) -> Option<PackSummary> {
+    let Value::Dict(entries) = value else {
+        return None;
+    };
+    let field = |key: &str| {
+        entries
+            .iter()
+            .find(|(k, _)| matches!(k, Value::Str(k) if k == key))
+            .map(|(_, v)| v)
+    };
+    let number = |key: &str| match field(key) {
+        Some(Value::Int(n)) => u64::try_from(*n).ok(),
+        _ => None,
+    };
+    Some(PackSummary {
+        phase: match field("phase") {
+            Some(Value::Str(s)) => s.clone(),
+            _ => return None,
+        },
+        done: number("done")?,
+        total: number("total")?,
+        elapsed_seconds: match field("elapsed") {
+            Some(Value::Float(f)) => *f,
+            _ => 0.0,
+        },
     })
 }
 

@@ -10,13 +10,16 @@
 //!   clients      3 connected, 1 in a transaction
 //!   commit lock  held for 0.4s, 2 votes waiting
 //!   since start  1234 loads, 56 stores, 12 commits, 1 abort, 2 conflicts (3 resolved)
+//!   pack         running: copy, 42% (1m 3s so far, about 1m 27s left)
 //! ```
+//!
+//! The `pack` line is there only while a pack runs.
 
 use std::fmt::Write as _;
 
 use serde_json::Value as Json;
 
-use super::{StorageSummary, Summary};
+use super::{PackSummary, StorageSummary, Summary};
 use crate::ids::Tid;
 
 /// `now` is the current unix time (for "ago"); `width` truncates long lines.
@@ -91,7 +94,27 @@ fn storage_lines(s: &StorageSummary, now: f64) -> Vec<String> {
         plural(int("conflicts"), "conflict"),
         int("conflicts_resolved"),
     ));
+    if let Some(pack) = &s.pack {
+        lines.push(format!("  pack         {}", pack_line(pack)));
+    }
     lines
+}
+
+fn pack_line(pack: &PackSummary) -> String {
+    let fraction = pack.fraction();
+    let mut line = format!(
+        "running: {}, {:.0}% ({} so far",
+        pack.phase,
+        fraction * 100.0,
+        seconds(pack.elapsed_seconds.max(0.0))
+    );
+    // At the average rate so far, as the progress log lines estimate.
+    if fraction > 0.0 && fraction < 1.0 {
+        let left = pack.elapsed_seconds * (1.0 - fraction) / fraction;
+        let _ = write!(line, ", about {} left", seconds(left));
+    }
+    line.push(')');
+    line
 }
 
 fn last_commit(s: &StorageSummary, now: f64) -> String {
@@ -173,6 +196,7 @@ mod tests {
                 objects: Some(10_234),
                 path: Some("/var/lib/zeo/Data.fs".into()),
                 info_error: None,
+                pack: None,
             }],
         }
     }
@@ -218,6 +242,23 @@ storage \"1\"  /var/lib/zeo/Data.fs
         assert!(text.contains("  commit lock  free\n"), "{text}");
         assert!(
             text.contains("  last commit  none (empty storage)\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn shows_a_running_pack_only_while_it_runs() {
+        let mut s = summary(serde_json::json!({"connections": 0}));
+        assert!(!render(&s, 0.0, 100).contains("pack"));
+        s.storages[0].pack = Some(PackSummary {
+            phase: "copy".into(),
+            done: 42,
+            total: 100,
+            elapsed_seconds: 63.0,
+        });
+        let text = render(&s, 0.0, 100);
+        assert!(
+            text.ends_with("  pack         running: copy, 42% (1m 3s so far, about 1m 27s left)\n"),
             "{text}"
         );
     }

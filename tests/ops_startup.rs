@@ -1,0 +1,110 @@
+//! Honest readiness of `zeod serve` on a file big enough that exporting
+//! its storage (seeding the invalidation queue from the file) takes a
+//! while: nothing may answer before every storage is exported. A scraper
+//! polls the metrics port from the moment the process starts; every page it
+//! gets must already show the storage, and so must the first health probe
+//! and metrics page once the address file is there.
+
+#[path = "ops_support/bigfile.rs"]
+mod bigfile;
+#[path = "ops_support/process.rs"]
+mod process;
+
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::net::TcpStream;
+    use std::process::{Command, Stdio};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::bigfile;
+    use super::process::{free_port, http_get, parse_exposition};
+
+    const STORAGE: (&str, &str) = ("storage", "1");
+
+    fn shows_the_storage(page: &str) -> bool {
+        parse_exposition(page, false).keys().any(|(name, labels)| {
+            name == "zeod_storage_objects" && labels.contains(&(STORAGE.0.into(), STORAGE.1.into()))
+        })
+    }
+
+    #[test]
+    fn nothing_answers_before_the_storages_are_exported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Data.fs");
+        bigfile::write(&path, 64, 100);
+        let address_file = dir.path().join("address");
+        let metrics = free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_zeod"))
+            .arg("serve")
+            .arg("-f")
+            .arg(&path)
+            .args(["-a", "127.0.0.1:0", "--address-file"])
+            .arg(&address_file)
+            .arg("--metrics")
+            .arg(metrics.to_string())
+            // Seed the queue with every transaction in the file: the
+            // export reads the whole history back.
+            .env("ZEOD_INVALIDATION_QUEUE_SIZE", "1000000")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("server.log")).unwrap(),
+            ))
+            .spawn()
+            .unwrap();
+
+        // Scrape as fast as we can from the start until the address file
+        // appears: a listener that is up must already serve the storage.
+        let stop = Arc::new(AtomicBool::new(false));
+        let scraper = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut pages = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    if TcpStream::connect(metrics).is_ok() {
+                        pages.push(http_get(metrics, "/metrics", "text/plain").2);
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                pages
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let addr = loop {
+            if let Ok(text) = std::fs::read_to_string(&address_file) {
+                if !text.trim().is_empty() {
+                    break text.trim().to_string();
+                }
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("zeod serve exited with {status}");
+            }
+            assert!(Instant::now() < deadline, "zeod did not start");
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        // The first page and probe after the address is published.
+        let first = http_get(metrics, "/metrics", "text/plain").2;
+        let health = Command::new(env!("CARGO_BIN_EXE_zeod"))
+            .args(["health", &addr])
+            .output()
+            .unwrap();
+        stop.store(true, Ordering::Relaxed);
+        let early = scraper.join().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
+
+        assert!(shows_the_storage(&first), "{first}\n{log}");
+        assert!(
+            health.status.success(),
+            "{}",
+            String::from_utf8_lossy(&health.stderr)
+        );
+        for page in &early {
+            assert!(shows_the_storage(page), "answered too early: {page}\n{log}");
+        }
+    }
+}
