@@ -105,7 +105,9 @@ pub enum Protocol {
     M5,
     /// The `ruok` status probe.
     Ruok,
-    /// A ZEO 4 / ZODB 3 client, refused.
+    /// A ZEO 4-era client (Z4, Z3101, Z310, Z309), served.
+    Z4,
+    /// An older ZODB 3 / ZEO 2 client (Z308 and before), refused.
     Old,
     /// Anything else in the first frame.
     Invalid,
@@ -124,8 +126,12 @@ impl Protocol {
             Handshake::Z5 => Protocol::Z5,
             Handshake::M5 => Protocol::M5,
             Handshake::Ruok => Protocol::Ruok,
-            Handshake::Z4 | Handshake::Z3101 | Handshake::Z310 | Handshake::Z309 => Protocol::Old,
-            Handshake::Unsupported(bytes) if bytes == b"Z308" => Protocol::Old,
+            Handshake::Z4 | Handshake::Z3101 | Handshake::Z310 | Handshake::Z309 => Protocol::Z4,
+            Handshake::Unsupported(bytes)
+                if matches!(&bytes[..], b"Z308" | b"Z303" | b"Z201" | b"Z200") =>
+            {
+                Protocol::Old
+            }
             Handshake::Unsupported(_) => Protocol::Invalid,
         }
     }
@@ -134,6 +140,7 @@ impl Protocol {
         match self {
             Protocol::Z5 => "Z5",
             Protocol::M5 => "M5",
+            Protocol::Z4 => "Z4",
             Protocol::Ruok => "ruok",
             Protocol::Old => "old",
             Protocol::Invalid => "invalid",
@@ -339,6 +346,24 @@ impl Drop for OpenConnection {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connections_are_labelled_by_their_handshake() {
+        for (frame, label) in [
+            (&b"Z5"[..], "Z5"),
+            (b"M5", "M5"),
+            (b"ruok", "ruok"),
+            (b"Z4", "Z4"),
+            (b"Z3101", "Z4"),
+            (b"Z309", "Z4"),
+            (b"Z308", "old"),
+            (b"Z200", "old"),
+            (b"GET / HTTP/1.1", "invalid"),
+        ] {
+            assert_eq!(Protocol::classify(Some(frame)).label(), label, "{frame:?}");
+        }
+        assert_eq!(Protocol::classify(None).label(), "none");
+    }
 
     #[test]
     fn events_show_up_in_the_exposition() {
