@@ -7,6 +7,7 @@ vote, the client invalidated them). Prints "ok" on success.
 """
 
 import sys
+import time
 
 import transaction
 import ZEO
@@ -23,6 +24,18 @@ def no_client_resolution(self, oid, committed, read, data, *args):
 ClientStorage.tryToResolveConflict = no_client_resolution
 
 
+def caught_up(seen_by, committer):
+    """ZEO clients learn of others' commits asynchronously (their sync()
+    is a no-op): wait until `seen_by` has the invalidation of the last
+    commit of `committer`, as a user's next request eventually would."""
+    tid = committer.lastTransaction()
+    deadline = time.monotonic() + 10
+    while seen_by.lastTransaction() < tid:
+        if time.monotonic() > deadline:
+            raise AssertionError('no invalidation for %r within 10 s' % tid)
+        time.sleep(0.01)
+
+
 def main(port):
     addr = ('127.0.0.1', port)
     db1, db2 = ZEO.DB(addr, wait_timeout=10), ZEO.DB(addr, wait_timeout=10)
@@ -35,6 +48,7 @@ def main(port):
     for i in range(0, 400, 2):
         big['k%04d' % i] = i
     tm1.commit()
+    caught_up(db2, db1)
 
     tm2.begin()
     r2 = c2.root()
@@ -60,6 +74,7 @@ def main(port):
     big2 = r2['big']
     assert big2['k0005'] == 'one' and big2['k0007'] == 'two'
     assert len(big2) == 202, len(big2)
+    caught_up(db1, db2)
     tm1.begin()
     assert c1.root()['len']() == 9
 
