@@ -91,4 +91,22 @@ mod tests {
         reader.read_exact(&mut buf).await.unwrap();
         assert_eq!((sent.get(), received.get()), (11, 11));
     }
+
+    #[tokio::test]
+    async fn counts_vectored_writes() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let sent = Counter::default();
+        let mut writer = Counted::new(a, sent.clone());
+        let parts = [
+            std::io::IoSlice::new(b"hello "),
+            std::io::IoSlice::new(b"world"),
+        ];
+        let mut written = 0;
+        while written == 0 {
+            written = writer.write_vectored(&parts).await.unwrap();
+        }
+        let mut buf = vec![0u8; written];
+        b.read_exact(&mut buf).await.unwrap();
+        assert_eq!(sent.get(), written as u64);
+    }
 }
