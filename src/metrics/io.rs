@@ -49,6 +49,22 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
         polled
     }
 
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = &polled {
+            self.counter.inc_by(*n as u64);
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
@@ -74,5 +90,23 @@ mod tests {
         let mut buf = [0u8; 11];
         reader.read_exact(&mut buf).await.unwrap();
         assert_eq!((sent.get(), received.get()), (11, 11));
+    }
+
+    #[tokio::test]
+    async fn counts_vectored_writes() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let sent = Counter::default();
+        let mut writer = Counted::new(a, sent.clone());
+        let parts = [
+            std::io::IoSlice::new(b"hello "),
+            std::io::IoSlice::new(b"world"),
+        ];
+        let mut written = 0;
+        while written == 0 {
+            written = writer.write_vectored(&parts).await.unwrap();
+        }
+        let mut buf = vec![0u8; written];
+        b.read_exact(&mut buf).await.unwrap();
+        assert_eq!(sent.get(), written as u64);
     }
 }

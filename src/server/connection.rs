@@ -63,9 +63,9 @@ where
     let (reader, writer) = tokio::io::split(stream);
     let (reader, writer) = shared.metrics.count_io(reader, writer);
     let mut frames = FramedRead::new(reader, wire::frame_codec(shared.config.max_frame_size));
-    let (out, rx) = Outbound::new(shared.config.max_output_buffer);
+    let (out, drain) = Outbound::new(shared.config.max_output_buffer, writer);
     let kill = CancellationToken::new();
-    let writer = tokio::spawn(outbound::write_frames(rx, writer, kill.clone(), id));
+    let writer = tokio::spawn(outbound::write_frames(drain, kill.clone(), id));
 
     let greeting: &[u8] = if shared.config.msgpack { b"M5" } else { b"Z5" };
     let _ = out.try_push(greeting.to_vec());
@@ -210,6 +210,7 @@ impl Connection {
                         }
                         Some(Ok(frame)) => frame,
                     };
+                    self.out.set_batch(!frames.read_buffer().is_empty());
                     if let Err(reason) = self.handle_frame(&frame).await {
                         self.log_close(&reason);
                         return;

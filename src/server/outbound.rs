@@ -1,17 +1,31 @@
-//! A connection's outbound queue and the task that drains it into the
-//! socket. A connection's own replies may use only a small share of the
-//! queue and wait for room (backpressure on that client); callbacks other
+//! A connection's outbound queue and the socket's write side behind it. A
+//! connection's own replies may use only a small share of the queue and
+//! wait for room (backpressure on that client); callbacks other
 //! connections push (invalidations, `info`) never wait: they are counted in
 //! bytes, and once more than the connection's output limit
 //! (`max-output-buffer`) is queued the client is not reading, and it is
 //! disconnected.
+//!
+//! A reply sent while nothing is queued or unflushed is written at once by
+//! the task that sends it (one non-blocking write): an isolated request
+//! then costs no wake-up of the writer task and often no hop to the other
+//! worker thread. Whatever the socket does not take at once is queued and
+//! left to the writer task, and so is everything sent while anything waits,
+//! so frames leave in the order they were sent: the queue, the socket's
+//! write side and that decision share one lock.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use parking_lot::Mutex;
+use tokio::io::AsyncWrite;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 /// Of the queue, the connection's own replies and blob chunks may hold this
@@ -22,23 +36,88 @@ pub const OWN_FRAMES: usize = 32;
 pub const FRAME_OVERHEAD: usize = 64;
 /// A client that takes longer than this to accept one frame is gone.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Frames gathered into one vectored write by the writer task.
+const GATHER: usize = 32;
 
-/// The sending side; cheap to clone.
+type Writer = Pin<Box<dyn AsyncWrite + Send>>;
+
+/// The sending side; cheap to clone. When the last clone is gone the
+/// writer task writes what is queued and shuts the socket's write side.
 #[derive(Clone)]
 pub struct Outbound {
-    tx: mpsc::Sender<Frame>,
+    handle: Arc<Handle>,
+}
+
+/// Shared by all clones of one `Outbound`; its drop tells the writer task
+/// that nothing more will be sent.
+struct Handle {
+    pipe: Arc<Pipe>,
+}
+
+struct Pipe {
+    state: Mutex<State>,
     own: Arc<Semaphore>,
     /// Bytes of callbacks queued and not yet written.
     queued: Arc<AtomicUsize>,
     limit: usize,
+    /// More requests wait to be read: replies are queued, so the writer
+    /// task sends them together in one write instead of one each.
+    batch: AtomicBool,
 }
 
-/// One encoded message (without its length prefix).
-pub struct Frame {
-    pub bytes: Vec<u8>,
+struct State {
+    writer: Writer,
+    /// Frames not (completely) written yet, oldest first.
+    queue: VecDeque<Frame>,
+    /// Bytes of the first queued frame (length prefix included) written.
+    written: usize,
+    /// Bytes were written and not yet flushed (TLS keeps them until then).
+    unflushed: bool,
+    /// A direct write failed; the writer task reports it and ends.
+    failed: Option<io::Error>,
+    /// Every `Outbound` is gone.
+    senders_gone: bool,
+    /// The writer task has ended: frames sent now are dropped.
+    closed: bool,
+    /// The writer task, while it waits for work.
+    idle: Option<Waker>,
+}
+
+/// One encoded message and its length prefix.
+struct Frame {
+    prefix: [u8; 4],
+    bytes: Vec<u8>,
     /// Returned when the frame has been written.
     _own: Option<OwnedSemaphorePermit>,
     _charge: Option<Charge>,
+}
+
+impl Frame {
+    /// `None` if the message is too large for the length prefix.
+    fn new(
+        bytes: Vec<u8>,
+        own: Option<OwnedSemaphorePermit>,
+        charge: Option<Charge>,
+    ) -> Option<Frame> {
+        let size = u32::try_from(bytes.len()).ok()?;
+        Some(Frame {
+            prefix: size.to_be_bytes(),
+            bytes,
+            _own: own,
+            _charge: charge,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.prefix.len() + self.bytes.len()
+    }
+
+    /// The frame's unwritten bytes, `skip` bytes in.
+    fn slices(&self, skip: usize) -> [&[u8]; 2] {
+        let prefix = self.prefix.get(skip..).unwrap_or_default();
+        let body_skip = skip.saturating_sub(self.prefix.len());
+        [prefix, self.bytes.get(body_skip..).unwrap_or_default()]
+    }
 }
 
 /// A callback's share of the byte limit, returned when it is written.
@@ -54,9 +133,9 @@ impl Drop for Charge {
 }
 
 /// Room for one of the connection's own frames, reserved in advance so the
-/// frame can be queued later without waiting (e.g. under a lock).
+/// frame can be sent later without waiting (e.g. under a lock).
 pub struct Slot {
-    permit: mpsc::OwnedPermit<Frame>,
+    out: Outbound,
     own: OwnedSemaphorePermit,
 }
 
@@ -71,38 +150,73 @@ pub struct Full {
     pub queued: usize,
 }
 
+/// Why the writer task stops before every sender is gone.
+enum Stop {
+    Killed,
+    Failed(io::Error),
+    Stalled,
+}
+
+/// The writer task's end of an `Outbound`: see [`write_frames`].
+pub struct Drain {
+    pipe: Arc<Pipe>,
+}
+
 impl Outbound {
-    /// A queue that holds at most `limit` bytes of callbacks (one callback
-    /// of any size is let through when nothing else waits, so a large
-    /// invalidation does not disconnect a client that reads).
-    pub fn new(limit: usize) -> (Outbound, mpsc::Receiver<Frame>) {
-        // Every callback costs at least FRAME_OVERHEAD, so the byte limit
-        // is reached before the frame count.
-        let frames = OWN_FRAMES + limit / FRAME_OVERHEAD + 1;
-        let (tx, rx) = mpsc::channel(frames);
-        (
-            Outbound {
-                tx,
-                own: Arc::new(Semaphore::new(OWN_FRAMES)),
-                queued: Arc::new(AtomicUsize::new(0)),
-                limit,
-            },
-            rx,
-        )
+    /// A queue in front of `writer` that holds at most `limit` bytes of
+    /// callbacks (one callback of any size is let through when nothing else
+    /// waits, so a large invalidation does not disconnect a client that
+    /// reads). Nothing is written by a task until [`write_frames`] runs the
+    /// returned `Drain`.
+    pub fn new<W>(limit: usize, writer: W) -> (Outbound, Drain)
+    where
+        W: AsyncWrite + Send + 'static,
+    {
+        let pipe = Arc::new(Pipe {
+            state: Mutex::new(State {
+                writer: Box::pin(writer),
+                queue: VecDeque::new(),
+                written: 0,
+                unflushed: false,
+                failed: None,
+                senders_gone: false,
+                closed: false,
+                idle: None,
+            }),
+            own: Arc::new(Semaphore::new(OWN_FRAMES)),
+            queued: Arc::new(AtomicUsize::new(0)),
+            limit,
+            batch: AtomicBool::new(false),
+        });
+        let handle = Arc::new(Handle { pipe: pipe.clone() });
+        (Outbound { handle }, Drain { pipe })
+    }
+
+    fn pipe(&self) -> &Pipe {
+        &self.handle.pipe
     }
 
     /// Waits for room for one own frame.
     pub async fn reserve(&self) -> Result<Slot, Closed> {
-        let own = self.own.clone().acquire_owned().await.map_err(|_| Closed)?;
-        let permit = self.tx.clone().reserve_owned().await.map_err(|_| Closed)?;
-        Ok(Slot { permit, own })
+        let own = self
+            .pipe()
+            .own
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Closed)?;
+        Ok(Slot {
+            out: self.clone(),
+            own,
+        })
     }
 
     /// Queues a callback from elsewhere without waiting.
     pub fn try_push(&self, bytes: Vec<u8>) -> Result<(), Full> {
+        let pipe = self.pipe();
         let cost = bytes.len().saturating_add(FRAME_OVERHEAD);
-        let limit = self.limit;
-        let charged = self
+        let limit = pipe.limit;
+        let charged = pipe
             .queued
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
                 (queued == 0 || queued.saturating_add(cost) <= limit).then(|| queued + cost)
@@ -111,102 +225,356 @@ impl Outbound {
             return Err(Full { queued });
         }
         let charge = Charge {
-            queued: self.queued.clone(),
+            queued: pipe.queued.clone(),
             bytes: cost,
         };
-        self.tx
-            .try_send(Frame {
-                bytes,
-                _own: None,
-                _charge: Some(charge),
-            })
-            .map_err(|_| Full {
+        let mut state = pipe.state.lock();
+        let frame = Frame::new(bytes, None, Some(charge));
+        let Some(frame) = frame.filter(|_| !state.closed) else {
+            drop(state);
+            return Err(Full {
                 queued: self.queued(),
-            })
+            });
+        };
+        state.queue.push_back(frame);
+        let idle = state.idle.take();
+        drop(state);
+        if let Some(task) = idle {
+            task.wake();
+        }
+        Ok(())
+    }
+
+    /// Whether more requests are already buffered (read, not yet run):
+    /// then replies are queued for the writer task, which writes those it
+    /// finds together, rather than written one by one.
+    pub fn set_batch(&self, more_requests: bool) {
+        self.pipe().batch.store(more_requests, Ordering::Relaxed);
     }
 
     /// Bytes of callbacks waiting to be written.
     pub fn queued(&self) -> usize {
-        self.queued.load(Ordering::Acquire)
+        self.pipe().queued.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let mut state = self.pipe.state.lock();
+        state.senders_gone = true;
+        let idle = state.idle.take();
+        drop(state);
+        if let Some(task) = idle {
+            task.wake();
+        }
     }
 }
 
 impl Slot {
+    /// Sends the frame: written at once if nothing is ahead of it and the
+    /// socket takes it, else queued for the writer task.
     pub fn send(self, bytes: Vec<u8>) {
-        self.permit.send(Frame {
-            bytes,
-            _own: Some(self.own),
-            _charge: None,
-        });
+        let Slot { out, own } = self;
+        let mut state = out.pipe().state.lock();
+        if state.closed {
+            return;
+        }
+        let Some(frame) = Frame::new(bytes, Some(own), None) else {
+            state.failed = Some(io::Error::other("reply too large for a frame"));
+            let idle = state.idle.take();
+            drop(state);
+            if let Some(task) = idle {
+                task.wake();
+            }
+            return;
+        };
+        let batch = out.pipe().batch.load(Ordering::Relaxed);
+        let left = if batch {
+            Some(frame)
+        } else {
+            state.write_now(frame)
+        };
+        let wake = match left {
+            Some(frame) => {
+                state.queue.push_back(frame);
+                true
+            }
+            None => state.unflushed || state.failed.is_some(),
+        };
+        let idle = if wake { state.idle.take() } else { None };
+        drop(state);
+        if let Some(task) = idle {
+            task.wake();
+        }
     }
 }
 
-/// Writes queued frames until every sender is gone, then flushes and shuts
-/// the socket's write side. A write error or timeout cancels `kill` so the
-/// reading side stops too.
-pub async fn write_frames<W: AsyncWrite + Unpin>(
-    mut rx: mpsc::Receiver<Frame>,
-    writer: W,
-    kill: CancellationToken,
-    conn: u64,
-) {
-    let mut writer = BufWriter::with_capacity(64 * 1024, writer);
-    loop {
-        let frame = tokio::select! {
-            frame = rx.recv() => frame,
-            _ = kill.cancelled() => break,
-        };
-        let Some(frame) = frame else { break };
-        let result = tokio::time::timeout(WRITE_TIMEOUT, async {
-            let size = u32::try_from(frame.bytes.len()).map_err(std::io::Error::other)?;
-            writer.write_all(&size.to_be_bytes()).await?;
-            writer.write_all(&frame.bytes).await?;
-            if rx.is_empty() {
-                writer.flush().await?;
+impl State {
+    /// Writes `frame` now if nothing waits before it; returns what is left
+    /// of it to queue (with `written` set), if anything.
+    fn write_now(&mut self, frame: Frame) -> Option<Frame> {
+        if !self.queue.is_empty() || self.unflushed || self.failed.is_some() {
+            return Some(frame);
+        }
+        // A write that would block must not leave this task's waker with
+        // the socket: the writer task takes over and registers its own.
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut written = 0;
+        while written < frame.len() {
+            let slices = frame.slices(written);
+            let slices = [IoSlice::new(slices[0]), IoSlice::new(slices[1])];
+            match self.writer.as_mut().poll_write_vectored(&mut cx, &slices) {
+                Poll::Ready(Ok(0)) => {
+                    self.failed = Some(io::ErrorKind::WriteZero.into());
+                    return None;
+                }
+                Poll::Ready(Ok(n)) => written += n,
+                Poll::Ready(Err(err)) => {
+                    self.failed = Some(err);
+                    return None;
+                }
+                Poll::Pending => break,
             }
-            Ok::<_, std::io::Error>(())
-        })
-        .await;
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => {
-                tracing::debug!(conn, %err, "write failed");
-                kill.cancel();
+        }
+        if written > 0 {
+            self.unflushed = true;
+        }
+        if written < frame.len() {
+            self.written = written;
+            return Some(frame);
+        }
+        match self.writer.as_mut().poll_flush(&mut cx) {
+            Poll::Ready(Ok(())) => self.unflushed = false,
+            Poll::Ready(Err(err)) => self.failed = Some(err),
+            Poll::Pending => {}
+        }
+        None
+    }
+
+    /// Writes queued frames and flushes. `Ready(Ok(true))` once all is
+    /// written and flushed; `Ready(Ok(false))` when some frame was written
+    /// and the socket takes no more for now (the caller re-arms its
+    /// timeout and polls again).
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        if let Some(err) = self.failed.take() {
+            return Poll::Ready(Err(err));
+        }
+        let mut progress = false;
+        while !self.queue.is_empty() {
+            let mut slices = Vec::with_capacity(2 * GATHER);
+            let mut skip = self.written;
+            for frame in self.queue.iter().take(GATHER) {
+                slices.extend(
+                    frame
+                        .slices(skip)
+                        .into_iter()
+                        .filter(|s| !s.is_empty())
+                        .map(IoSlice::new),
+                );
+                skip = 0;
+            }
+            let n = match self.writer.as_mut().poll_write_vectored(cx, &slices) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(result) => result?,
+                Poll::Pending if progress => return Poll::Ready(Ok(false)),
+                Poll::Pending => return Poll::Pending,
+            };
+            drop(slices);
+            self.unflushed = true;
+            let before = self.queue.len();
+            self.advance(n);
+            progress |= self.queue.len() < before;
+        }
+        if self.unflushed {
+            match self.writer.as_mut().poll_flush(cx) {
+                Poll::Ready(result) => result?,
+                Poll::Pending if progress => return Poll::Ready(Ok(false)),
+                Poll::Pending => return Poll::Pending,
+            }
+            self.unflushed = false;
+        }
+        Poll::Ready(Ok(true))
+    }
+
+    /// Takes `n` written bytes off the front of the queue; written frames
+    /// return their share of the queue.
+    fn advance(&mut self, mut n: usize) {
+        while let Some(front) = self.queue.front() {
+            let left = front.len() - self.written;
+            if n < left {
+                self.written += n;
                 return;
             }
-            Err(_) => {
+            n -= left;
+            self.written = 0;
+            self.queue.pop_front();
+        }
+    }
+
+    /// Is there anything for the writer task? Else it waits (`cx`).
+    fn poll_work(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.queue.is_empty() || self.unflushed || self.failed.is_some() || self.senders_gone {
+            return Poll::Ready(());
+        }
+        self.idle = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drain {
+    fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        self.pipe.state.lock().poll_drain(cx)
+    }
+
+    /// Writes everything queued; the timeout is armed only while the
+    /// socket takes nothing, and again after each frame written.
+    async fn drain(&self, kill: &CancellationToken) -> Result<(), Stop> {
+        loop {
+            let step = tokio::select! {
+                step = tokio::time::timeout(WRITE_TIMEOUT, poll_fn(|cx| self.poll_drain(cx))) => step,
+                _ = kill.cancelled() => return Err(Stop::Killed),
+            };
+            match step {
+                Ok(Ok(true)) => return Ok(()),
+                Ok(Ok(false)) => continue,
+                Ok(Err(err)) => return Err(Stop::Failed(err)),
+                Err(_) => return Err(Stop::Stalled),
+            }
+        }
+    }
+
+    /// Ends the pipe: later frames are dropped, reservations fail.
+    fn close(&self) {
+        let mut state = self.pipe.state.lock();
+        state.closed = true;
+        state.idle = None;
+        let frames = std::mem::take(&mut state.queue);
+        drop(state);
+        self.pipe.own.close();
+        drop(frames);
+    }
+}
+
+/// Writes what the connection queues until every sender is gone, then
+/// flushes and shuts the socket's write side. A write error or timeout
+/// cancels `kill` so the reading side stops too.
+pub async fn write_frames(drain: Drain, kill: CancellationToken, conn: u64) {
+    loop {
+        tokio::select! {
+            () = poll_fn(|cx| drain.pipe.state.lock().poll_work(cx)) => {}
+            _ = kill.cancelled() => break,
+        }
+        match drain.drain(&kill).await {
+            Ok(()) => {}
+            Err(Stop::Killed) => break,
+            Err(Stop::Failed(err)) => {
+                tracing::debug!(conn, %err, "write failed");
+                kill.cancel();
+                break;
+            }
+            Err(Stop::Stalled) => {
                 tracing::warn!(
                     conn,
                     "client did not read a frame for {WRITE_TIMEOUT:?}; disconnecting"
                 );
                 kill.cancel();
-                return;
+                break;
             }
         }
+        let done = {
+            let state = drain.pipe.state.lock();
+            state.senders_gone && state.queue.is_empty() && !state.unflushed
+        };
+        if done {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                poll_fn(|cx| drain.pipe.state.lock().writer.as_mut().poll_shutdown(cx)),
+            )
+            .await;
+            break;
+        }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        let _ = writer.flush().await;
-        let _ = writer.shutdown().await;
-    })
-    .await;
+    drain.close();
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use futures::FutureExt;
+    use tokio::io::{AsyncRead, AsyncReadExt, DuplexStream};
+
     use super::*;
+
+    /// Reads one length-prefixed frame.
+    async fn frame<R: AsyncRead + Unpin>(peer: &mut R) -> Vec<u8> {
+        let mut size = [0u8; 4];
+        peer.read_exact(&mut size).await.unwrap();
+        let mut bytes = vec![0; u32::from_be_bytes(size) as usize];
+        peer.read_exact(&mut bytes).await.unwrap();
+        bytes
+    }
+
+    fn pipe(socket_buffer: usize, limit: usize) -> (Outbound, Drain, DuplexStream) {
+        let (ours, peer) = tokio::io::duplex(socket_buffer);
+        let (out, drain) = Outbound::new(limit, ours);
+        (out, drain, peer)
+    }
+
+    #[tokio::test]
+    async fn a_reply_with_nothing_ahead_is_written_without_the_writer_task() {
+        let (out, _drain, mut peer) = pipe(1024, 1024);
+        out.reserve().await.unwrap().send(b"reply".to_vec());
+        assert_eq!(frame(&mut peer).await, b"reply");
+        assert_eq!(out.pipe().own.available_permits(), OWN_FRAMES);
+    }
+
+    #[tokio::test]
+    async fn a_reply_waits_behind_queued_callbacks() {
+        let (out, drain, mut peer) = pipe(1024, 1024);
+        let slot = out.reserve().await.unwrap();
+        out.try_push(b"invalidation".to_vec()).unwrap();
+        slot.send(b"reply".to_vec());
+        // Nothing may overtake the queued callback, so nothing is written
+        // until the writer task runs.
+        let mut byte = [0u8; 1];
+        assert!(peer.read(&mut byte).now_or_never().is_none());
+        tokio::spawn(write_frames(drain, CancellationToken::new(), 1));
+        assert_eq!(frame(&mut peer).await, b"invalidation");
+        assert_eq!(frame(&mut peer).await, b"reply");
+    }
+
+    #[tokio::test]
+    async fn what_the_socket_does_not_take_at_once_stays_first_in_line() {
+        let (out, drain, mut peer) = pipe(16, 1024);
+        let reply = vec![7; 100];
+        out.reserve().await.unwrap().send(reply.clone());
+        out.try_push(b"invalidation".to_vec()).unwrap();
+        out.reserve().await.unwrap().send(b"second".to_vec());
+        tokio::spawn(write_frames(drain, CancellationToken::new(), 1));
+        assert_eq!(frame(&mut peer).await, reply);
+        assert_eq!(frame(&mut peer).await, b"invalidation");
+        assert_eq!(frame(&mut peer).await, b"second");
+        // With every sender gone the writer ends the stream.
+        drop(out);
+        let mut rest = Vec::new();
+        peer.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "writer wrote more than was sent");
+    }
 
     #[tokio::test]
     async fn own_frames_leave_room_for_callbacks_and_overflow_is_reported() {
+        // A client that reads nothing: one byte of socket buffer.
+        let (out, drain, mut peer) = pipe(1, 100 * (10 + FRAME_OVERHEAD));
         let limit = 100 * (10 + FRAME_OVERHEAD);
-        let (out, mut rx) = Outbound::new(limit);
         let mut slots = Vec::new();
         for _ in 0..OWN_FRAMES {
             slots.push(out.reserve().await.unwrap());
         }
         // The connection's own share is used up: a further reply waits...
-        let waiting = tokio::time::timeout(Duration::from_millis(50), out.reserve()).await;
-        assert!(waiting.is_err(), "own frames exceeded their share");
+        assert!(
+            out.reserve().now_or_never().is_none(),
+            "own frames exceeded their share"
+        );
         // ...while callbacks from other connections still fit, up to the
         // byte limit.
         for _ in 0..100 {
@@ -218,13 +586,20 @@ mod tests {
         for slot in slots {
             slot.send(vec![0]);
         }
+        assert!(
+            out.reserve().now_or_never().is_none(),
+            "queued replies freed their share before being written"
+        );
         // Written frames return their share and their bytes.
-        assert_eq!(rx.len(), OWN_FRAMES + 100);
-        while !rx.is_empty() {
-            drop(rx.recv().await.unwrap());
+        tokio::spawn(write_frames(drain, CancellationToken::new(), 1));
+        for _ in 0..100 {
+            assert_eq!(frame(&mut peer).await, vec![1; 10]);
+        }
+        for _ in 0..OWN_FRAMES {
+            assert_eq!(frame(&mut peer).await, vec![0]);
         }
         assert_eq!(out.queued(), 0);
-        let again = tokio::time::timeout(Duration::from_millis(50), out.reserve()).await;
+        let again = out.reserve().await;
         assert!(
             again.is_ok(),
             "written frames did not free the connection's share"
@@ -233,10 +608,27 @@ mod tests {
 
     #[tokio::test]
     async fn one_callback_larger_than_the_limit_passes_an_empty_queue() {
-        let (out, mut rx) = Outbound::new(1024);
+        let (out, drain, mut peer) = pipe(64 * 1024, 1024);
         out.try_push(vec![0; 4096]).unwrap();
         assert!(out.try_push(vec![0; 1]).is_err(), "a second one must wait");
-        drop(rx.recv().await.unwrap());
+        tokio::spawn(write_frames(drain, CancellationToken::new(), 1));
+        assert_eq!(frame(&mut peer).await.len(), 4096);
         out.try_push(vec![0; 1]).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_dead_writer_fails_reservations_and_drops_frames() {
+        let (out, drain, peer) = pipe(1, 1024);
+        let slot = out.reserve().await.unwrap();
+        out.try_push(vec![1; 10]).unwrap();
+        let kill = CancellationToken::new();
+        let writer = tokio::spawn(write_frames(drain, kill.clone(), 1));
+        kill.cancel();
+        writer.await.unwrap();
+        drop(peer);
+        slot.send(vec![0]);
+        assert!(out.reserve().await.is_err(), "reserved on a closed pipe");
+        assert!(out.try_push(vec![1]).is_err(), "queued on a closed pipe");
+        assert_eq!(out.queued(), 0, "dropped callbacks kept their charge");
     }
 }
