@@ -311,25 +311,13 @@ impl Client {
             if reply.method != ".reply" || reply.msgid != msgid {
                 continue;
             }
-            if reply.flags == Value::Int(2) {
-                let (class, state) = match reply.args {
-                    Value::Tuple(mut pair) if pair.len() == 2 => {
-                        let state = pair.pop().unwrap_or(Value::None);
-                        let class = pair
-                            .pop()
-                            .and_then(|c| c.as_text().map(str::to_owned))
-                            .unwrap_or_default();
-                        (class, state)
-                    }
-                    other => (String::new(), other),
-                };
-                return Err(ClientError::Raised {
+            return reply
+                .into_result()
+                .map_err(|(class, state)| ClientError::Raised {
                     method,
                     class,
                     state: format!("{state:?}"),
                 });
-            }
-            return Ok(reply.args);
         }
     }
 }
