@@ -6,13 +6,11 @@
 //! (and `--ssl-certificate` if it requires client certificates), or the
 //! same from `ZEOD_CLIENT_SSL_*`, which the image's HEALTHCHECK can use.
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::tls::{ClientTls, ClientTlsArgs, TlsError};
+use crate::connect::{connect, ConnectError, Stream};
+use crate::tls::{ClientTls, ClientTlsArgs};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct HealthArgs {
@@ -29,13 +27,8 @@ pub struct HealthArgs {
 /// Why the probe failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
-    #[error("bad address {0:?}")]
-    Address(String),
-    #[error("cannot connect to {address}: {source}")]
-    Connect {
-        address: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     #[error("{stage}: {source}")]
     Io {
         stage: &'static str,
@@ -49,8 +42,6 @@ pub enum ProbeError {
     Json(#[from] serde_json::Error),
     #[error("status is not a JSON object of storages")]
     Shape,
-    #[error("{0}")]
-    Tls(#[from] TlsError),
 }
 
 /// What a healthy server reported.
@@ -86,9 +77,6 @@ pub fn main(args: HealthArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-trait Stream: Read + Write {}
-impl<T: Read + Write> Stream for T {}
-
 /// Connects, handshakes with `ruok`, and parses the status.
 pub fn probe(address: &str, timeout: Duration) -> Result<Health, ProbeError> {
     probe_with(address, timeout, None)
@@ -101,10 +89,7 @@ pub fn probe_with(
     tls: Option<&ClientTls>,
 ) -> Result<Health, ProbeError> {
     let deadline = Instant::now() + timeout;
-    let mut stream = connect(address, timeout)?;
-    if let Some(tls) = tls {
-        stream = Box::new(tls.connect_blocking(address, stream)?);
-    }
+    let mut stream = connect(address, timeout, timeout, tls)?;
     // ZEO's own nagios probe does not wait for the greeting either.
     write_frame(&mut *stream, b"ruok").map_err(|source| ProbeError::Io {
         stage: "sending ruok",
@@ -131,41 +116,6 @@ pub fn probe_with(
         })
         .collect();
     Ok(Health { greeting, storages })
-}
-
-fn connect(address: &str, timeout: Duration) -> Result<Box<dyn Stream>, ProbeError> {
-    let connect_error = |source| ProbeError::Connect {
-        address: address.to_string(),
-        source,
-    };
-    if address.contains('/') {
-        let stream = UnixStream::connect(address).map_err(connect_error)?;
-        stream
-            .set_read_timeout(Some(timeout))
-            .map_err(connect_error)?;
-        stream
-            .set_write_timeout(Some(timeout))
-            .map_err(connect_error)?;
-        return Ok(Box::new(stream));
-    }
-    let with_host = if address.contains(':') {
-        address.to_string()
-    } else {
-        format!("127.0.0.1:{address}")
-    };
-    let target = with_host
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut addrs| addrs.next())
-        .ok_or_else(|| ProbeError::Address(address.to_string()))?;
-    let stream = TcpStream::connect_timeout(&target, timeout).map_err(connect_error)?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .map_err(connect_error)?;
-    stream
-        .set_write_timeout(Some(timeout))
-        .map_err(connect_error)?;
-    Ok(Box::new(stream))
 }
 
 fn write_frame(stream: &mut dyn Stream, payload: &[u8]) -> std::io::Result<()> {

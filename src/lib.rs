@@ -25,6 +25,7 @@
 //! - [`progress`]: progress of long work (index rebuild, pack, check,
 //!   backup): counted by the work, shown as a bar or log lines by its caller.
 //! - [`health`]: `zeod health`, a ZEO handshake + `ruok` probe.
+//! - [`connect`]: how the blocking tools (`health`, `pack`) reach a server.
 //! - [`bench`]: `zeod bench`, a native ZEO load generator for any server.
 //! - [`metrics`]: Prometheus metrics of the server and their HTTP listener.
 //! - [`status`]: `zeod status`, a one-screen summary of a running server.
@@ -42,6 +43,7 @@ pub mod bench;
 pub mod check;
 pub mod config;
 pub mod conflict;
+pub mod connect;
 pub mod fuzzing;
 pub mod health;
 pub mod ids;

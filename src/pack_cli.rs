@@ -4,9 +4,7 @@
 //! "now" (or today's HH:MM:SS, `-t`) minus `-d` days, as zeopack computes
 //! it, except that `-t` is UTC (zeod has no time zone database).
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::os::unix::net::UnixStream;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -14,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use tracing::info;
 
+use crate::connect::{connect, ConnectError, Stream};
 use crate::ids::Tid;
 use crate::progress::Reporter;
 use crate::protocol::{decode_message, encode_message, Encoding, Message, Value};
@@ -170,15 +169,8 @@ fn pack_file(path: &Path, tid: Tid, args: &PackArgs) -> anyhow::Result<()> {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     // The cause is the error's source: `{:#}` prints it after this.
-    #[error("cannot connect to {address}")]
-    Connect {
-        address: String,
-        source: std::io::Error,
-    },
-    #[error("bad address {0:?}")]
-    Address(String),
     #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
+    Connect(#[from] ConnectError),
     #[error("{stage}")]
     Io {
         stage: &'static str,
@@ -202,9 +194,6 @@ pub enum ClientError {
     },
 }
 
-trait Stream: Read + Write {}
-impl<T: Read + Write> Stream for T {}
-
 /// A blocking ZEO 5 client connection for one-off calls.
 struct Client {
     stream: Box<dyn Stream>,
@@ -221,36 +210,7 @@ const MAX_FRAME: usize = 64 << 20;
 
 impl Client {
     fn connect(address: &str, tls: Option<&ClientTls>) -> Result<Client, ClientError> {
-        let connect_error = |source| ClientError::Connect {
-            address: address.to_string(),
-            source,
-        };
-        let mut stream: Box<dyn Stream> = if address.contains('/') {
-            let s = UnixStream::connect(address).map_err(connect_error)?;
-            s.set_read_timeout(Some(PROGRESS_EVERY))
-                .map_err(connect_error)?;
-            Box::new(s)
-        } else {
-            let with_host = if address.contains(':') {
-                address.to_string()
-            } else {
-                format!("127.0.0.1:{address}")
-            };
-            let target = with_host
-                .to_socket_addrs()
-                .ok()
-                .and_then(|mut a| a.next())
-                .ok_or_else(|| ClientError::Address(address.to_string()))?;
-            let s =
-                TcpStream::connect_timeout(&target, HANDSHAKE_TIMEOUT).map_err(connect_error)?;
-            s.set_read_timeout(Some(PROGRESS_EVERY))
-                .map_err(connect_error)?;
-            s.set_nodelay(true).map_err(connect_error)?;
-            Box::new(s)
-        };
-        if let Some(tls) = tls {
-            stream = Box::new(tls.connect_blocking(address, stream)?);
-        }
+        let stream = connect(address, HANDSHAKE_TIMEOUT, PROGRESS_EVERY, tls)?;
         let mut client = Client {
             stream,
             encoding: Encoding::Pickle3,
@@ -351,25 +311,13 @@ impl Client {
             if reply.method != ".reply" || reply.msgid != msgid {
                 continue;
             }
-            if reply.flags == Value::Int(2) {
-                let (class, state) = match reply.args {
-                    Value::Tuple(mut pair) if pair.len() == 2 => {
-                        let state = pair.pop().unwrap_or(Value::None);
-                        let class = pair
-                            .pop()
-                            .and_then(|c| c.as_text().map(str::to_owned))
-                            .unwrap_or_default();
-                        (class, state)
-                    }
-                    other => (String::new(), other),
-                };
-                return Err(ClientError::Raised {
+            return reply
+                .into_result()
+                .map_err(|(class, state)| ClientError::Raised {
                     method,
                     class,
                     state: format!("{state:?}"),
                 });
-            }
-            return Ok(reply.args);
         }
     }
 }

@@ -44,6 +44,7 @@ pub struct Progress(Arc<Shared>);
 #[derive(Default)]
 struct Shared {
     running: AtomicBool,
+    stop: AtomicBool,
     done: AtomicU64,
     total: AtomicU64,
     labels: Mutex<Labels>,
@@ -139,6 +140,18 @@ impl Progress {
 
     pub fn is_running(&self) -> bool {
         self.0.running.load(Ordering::Acquire)
+    }
+
+    /// Asks the work to stop early (a signal during start-up): work that
+    /// can be abandoned without harm polls [`Progress::stop_requested`]
+    /// from its loop; other work ignores the request and runs to its end.
+    pub fn request_stop(&self) {
+        self.0.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`Progress::request_stop`] was called. One relaxed load.
+    pub fn stop_requested(&self) -> bool {
+        self.0.stop.load(Ordering::Relaxed)
     }
 
     /// Where the work is; `None` when nothing runs.

@@ -1,6 +1,7 @@
-//! The ZEO server: `zeod serve`. [`main`] opens the storages, binds, and
-//! runs [`run`] until a signal; [`run`] accepts connections and serves each
-//! in its own task until its `shutdown` future resolves.
+//! The ZEO server: `zeod serve`. [`main`] ([`process`]) opens the
+//! storages, binds, and runs [`run`] until a signal; [`run`] accepts
+//! connections and serves each in its own task until its `shutdown` future
+//! resolves.
 //!
 //! Per storage ([`exported`]): the FileStorage, a FIFO commit lock, the
 //! registered connections, the invalidation queue, statistics. Per
@@ -23,6 +24,7 @@ mod invalidations;
 mod iterators;
 mod legacy;
 mod outbound;
+mod process;
 mod reads;
 mod status;
 mod txnlog;
@@ -30,24 +32,23 @@ mod wire;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Address, ServeArgs, ServerConfig};
+use crate::config::{Address, ServerConfig};
 use crate::metrics::Metrics;
 use crate::storage::FileStorage;
 
 use exported::Exported;
 use invalidations::InvalidationQueue;
+pub use process::main;
 
 /// Where connections come from.
 pub enum Listener {
@@ -385,193 +386,4 @@ fn ruok_json(shared: &Shared) -> String {
         })
         .collect();
     serde_json::Value::Object(map).to_string()
-}
-
-/// `zeod serve`.
-pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = ServerConfig::load(&args)?;
-    let eventlog = init_logging(&config)?;
-    if let Some(files) = &config.tls {
-        // Fail before the storages are opened, naming the bad file.
-        crate::tls::server_config(files).context("TLS (<ssl>)")?;
-    }
-    for note in &config.notes {
-        tracing::info!("{note}");
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting tokio")?;
-    runtime.block_on(serve(config, eventlog))
-}
-
-/// stderr logging as everywhere (`telemetry`), plus the `<eventlog>` file
-/// (returned, to be reopened on SIGUSR2).
-fn init_logging(config: &ServerConfig) -> anyhow::Result<Option<eventlog::EventLog>> {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    use tracing_subscriber::{EnvFilter, Layer};
-    let Some((path, level)) = &config.eventlog else {
-        crate::telemetry::init(config.log_format);
-        return Ok(None);
-    };
-    let level = eventlog::parse_level(level).unwrap_or(tracing::Level::INFO);
-    let file = eventlog::EventLog::open(path, level)
-        .with_context(|| format!("opening log file {}", path.display()))?;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let stderr = match config.log_format {
-        crate::telemetry::LogFormat::Text => stderr.boxed(),
-        crate::telemetry::LogFormat::Json => stderr.json().boxed(),
-    };
-    let _ = tracing_subscriber::registry()
-        .with(stderr.with_filter(filter))
-        .with(file.clone())
-        .try_init();
-    Ok(Some(file))
-}
-
-async fn serve(
-    config: ServerConfig,
-    eventlog: Option<eventlog::EventLog>,
-) -> anyhow::Result<ExitCode> {
-    let mut storages = Vec::new();
-    for s in &config.storages {
-        let (path, options) = (s.path.clone(), s.options.clone());
-        if s.truncate && !options.read_only && path.exists() {
-            tracing::warn!(storage = %s.name, path = %path.display(), "create true: starting from an empty storage");
-            for file in [
-                path.clone(),
-                PathBuf::from(format!("{}.index", path.display())),
-            ] {
-                std::fs::remove_file(&file)
-                    .or_else(|e| {
-                        if e.kind() == std::io::ErrorKind::NotFound {
-                            Ok(())
-                        } else {
-                            Err(e)
-                        }
-                    })
-                    .with_context(|| format!("removing {}", file.display()))?;
-            }
-        }
-        tracing::info!(storage = %s.name, path = %path.display(), read_only = options.read_only, "opening storage");
-        let storage = tokio::task::spawn_blocking(move || {
-            let _shown = crate::progress::Reporter::log(&options.progress);
-            FileStorage::open(&path, options.clone())
-        })
-        .await?
-        .with_context(|| format!("opening storage {:?} ({})", s.name, s.path.display()))?;
-        storages.push((s.name.clone(), storage));
-    }
-    if config.test {
-        close_storages(&storages).await;
-        println!("configuration OK");
-        return Ok(ExitCode::SUCCESS);
-    }
-    // Readiness is honest: nothing listens until every storage is open and
-    // exported, so the first scrape, probe or client sees all of them
-    // (runzeo, too, opens its storages before it binds).
-    let metrics = Arc::new(Metrics::new());
-    let exports = export(storages.clone(), config.clone(), metrics.clone()).await?;
-    // Bound before the ZEO port, so once the address file is written
-    // both are up.
-    let metrics_stop = CancellationToken::new();
-    if let Some(addr) = config.metrics {
-        let http = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen for metrics on {addr}"))?;
-        let bound = http.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        tracing::info!(address = %bound, "serving metrics on http://{bound}/metrics");
-        let stop = metrics_stop.clone();
-        tokio::spawn(crate::metrics::http::serve(
-            http,
-            metrics.clone(),
-            async move { stop.cancelled().await },
-        ));
-    }
-    let listener = Listener::bind(&config.address)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.address))?;
-    let bound = listener.local_address();
-    if let Some(path) = &config.address_file {
-        write_file(path, &bound)?;
-    }
-    let pid_file = if config.read_only {
-        None
-    } else {
-        config.pid_file.clone()
-    };
-    if let Some(path) = &pid_file {
-        write_file(path, &std::process::id().to_string())?;
-    }
-    let unix_path = match &config.address {
-        Address::Unix(path) => Some(path.clone()),
-        Address::Tcp(_) => None,
-    };
-    if let Some(log) = eventlog {
-        let mut usr2 =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())?;
-        tokio::spawn(async move {
-            while usr2.recv().await.is_some() {
-                match log.reopen() {
-                    Ok(()) => tracing::info!("SIGUSR2: log file reopened"),
-                    Err(err) => tracing::error!(%err, "SIGUSR2: cannot reopen the log file"),
-                }
-            }
-        });
-    }
-    let (signal, exit) = signals()?;
-    let result = exports.run(listener, signal).await;
-    metrics_stop.cancel();
-    close_storages(&storages).await;
-    for path in pid_file.iter().chain(unix_path.iter()) {
-        let _ = std::fs::remove_file(path);
-    }
-    result?;
-    let code = exit.load(Ordering::Relaxed) as u8;
-    tracing::info!(exit_code = code, "stopped");
-    Ok(ExitCode::from(code))
-}
-
-/// A future that resolves on SIGTERM/SIGINT (exit status 0) or SIGHUP
-/// (exit status 1, so supervisors restart us, like runzeo).
-fn signals() -> anyhow::Result<(impl Future<Output = ()>, Arc<AtomicU64>)> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    let exit = Arc::new(AtomicU64::new(0));
-    let code = exit.clone();
-    let fut = async move {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-            _ = hup.recv() => {
-                tracing::info!("SIGHUP: shutting down with exit status 1 (restart requested)");
-                code.store(1, Ordering::Relaxed);
-            }
-        }
-    };
-    Ok((fut, exit))
-}
-
-async fn close_storages(storages: &[(String, Arc<FileStorage>)]) {
-    for (name, storage) in storages {
-        let storage = storage.clone();
-        match tokio::task::spawn_blocking(move || storage.close()).await {
-            Ok(Ok(())) => tracing::info!(storage = %name, "storage closed"),
-            Ok(Err(err)) => tracing::error!(storage = %name, %err, "closing storage failed"),
-            Err(err) => tracing::error!(storage = %name, %err, "closing storage panicked"),
-        }
-    }
-}
-
-fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
-    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
-    std::fs::write(&tmp, format!("{text}\n"))
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }

@@ -229,6 +229,10 @@ pub enum Error {
     Quota { size: u64, quota: u64 },
     #[error("bad argument: {0}")]
     BadArgument(String),
+    /// The open was abandoned on request ([`Progress::request_stop`])
+    /// while it scanned the data file; nothing was written.
+    #[error("{path}: opening stopped on request")]
+    Stopped { path: PathBuf },
     #[error("{context}: {source}")]
     Io {
         context: String,

@@ -1,9 +1,10 @@
-//! Honest readiness of `zeod serve` on a file big enough that exporting
-//! its storage (seeding the invalidation queue from the file) takes a
-//! while: nothing may answer before every storage is exported. A scraper
-//! polls the metrics port from the moment the process starts; every page it
-//! gets must already show the storage, and so must the first health probe
-//! and metrics page once the address file is there.
+//! `zeod serve` starting on a file big enough that start-up takes a while.
+//! Honest readiness: nothing may answer before every storage is exported
+//! (seeding the invalidation queue from the file). A scraper polls the
+//! metrics port from the moment the process starts; every page it gets must
+//! already show the storage, and so must the first health probe and
+//! metrics page once the address file is there. And a SIGTERM during the
+//! index rebuild ends the process cleanly, before it binds.
 
 #[path = "ops_support/bigfile.rs"]
 mod bigfile;
@@ -106,5 +107,63 @@ mod tests {
         for page in &early {
             assert!(shows_the_storage(page), "answered too early: {page}\n{log}");
         }
+    }
+
+    #[test]
+    fn sigterm_during_the_index_rebuild_stops_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Data.fs");
+        bigfile::write(&path, 64, 100);
+        let index = dir.path().join("Data.fs.index");
+        std::fs::remove_file(&index).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let address_file = dir.path().join("address");
+        let log_path = dir.path().join("server.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_zeod"))
+            .arg("serve")
+            .arg("-f")
+            .arg(&path)
+            .args(["-a", "127.0.0.1:0", "--address-file"])
+            .arg(&address_file)
+            .env("ZEOD_PROGRESS_INTERVAL", "0.01")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
+            .spawn()
+            .unwrap();
+
+        // The storage is being opened: its index rebuild has started, or
+        // starts at once (and then sees the stop request first thing).
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !std::fs::read_to_string(&log_path)
+            .unwrap()
+            .contains("opening storage")
+        {
+            assert!(child.try_wait().unwrap().is_none(), "zeod serve exited");
+            assert!(Instant::now() < deadline, "zeod did not start opening");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let status = child.wait().unwrap();
+        let log = std::fs::read_to_string(&log_path).unwrap();
+
+        // Not killed by the signal: it stopped on its own, said so, and
+        // never bound.
+        assert_eq!(status.code(), Some(0), "{status}\n{log}");
+        assert!(
+            log.contains("SIGTERM during start-up: stopping before serving"),
+            "{log}"
+        );
+        assert!(!address_file.exists(), "{log}");
+        if log.contains("index rebuild abandoned") {
+            assert!(!index.exists(), "an abandoned rebuild wrote {index:?}");
+        }
+        // The data file is as it was, and no lock is left held: it opens.
+        assert!(std::fs::read(&path).unwrap() == before, "Data.fs changed");
+        let reopened = zeod::storage::FileStorage::open(&path, Default::default()).unwrap();
+        assert_eq!(reopened.len(), 1002);
+        reopened.close().unwrap();
     }
 }

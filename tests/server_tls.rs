@@ -16,6 +16,7 @@ mod tests {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     };
+    use zeod::connect::ConnectError;
     use zeod::health::{probe, probe_with, ProbeError};
     use zeod::tls::{server_config, ClientTls, ClientTlsArgs, TlsError, TlsFiles};
 
@@ -168,7 +169,9 @@ mod tests {
         .unwrap();
         assert!(matches!(
             health(&server, wrong).await,
-            Err(ProbeError::Tls(TlsError::Handshake(_)))
+            Err(ProbeError::Connect(ConnectError::Tls(TlsError::Handshake(
+                _
+            ))))
         ));
         server.stop().await;
     }

@@ -210,24 +210,9 @@ impl Conn {
             if message.method != ".reply" {
                 continue;
             }
-            let result = if message.flags == Value::Int(2) {
-                match message.args {
-                    Value::Tuple(mut pair) if pair.len() == 2 => {
-                        let state = pair.pop().unwrap_or(Value::None);
-                        let class = pair
-                            .pop()
-                            .and_then(|c| c.as_text().map(str::to_owned))
-                            .unwrap_or_default();
-                        Err((class, state))
-                    }
-                    other => Err((String::new(), other)),
-                }
-            } else {
-                Ok(message.args)
-            };
             return Ok(Reply {
-                msgid: message.msgid,
-                result,
+                msgid: message.msgid.clone(),
+                result: message.into_result(),
             });
         }
     }

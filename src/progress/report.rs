@@ -46,9 +46,11 @@ impl Reporter {
             .name("progress".into())
             .spawn(move || {
                 if bar {
-                    BarView::default().run(&progress, &stopped);
+                    watch(BarView::default(), BAR_TICK, &progress, &stopped);
                 } else {
-                    LogView::new(log_interval()).run(&progress, &stopped);
+                    let interval = log_interval();
+                    let every = LOG_TICK.min(interval);
+                    watch(LogView::new(interval), every, &progress, &stopped);
                 }
             });
         match spawned {
@@ -90,9 +92,25 @@ impl Drop for Reporter {
     }
 }
 
-/// Waits one tick; false once the reporter is dropped.
-fn tick(stopped: &mpsc::Receiver<()>, every: Duration) -> bool {
-    matches!(stopped.recv_timeout(every), Err(RecvTimeoutError::Timeout))
+/// A way of showing the runs of a [`Progress`], fed a reading every tick.
+trait View {
+    /// The latest reading; `None` while no work runs.
+    fn observe(&mut self, snapshot: Option<Snapshot>);
+    /// The reporter stops: close what is shown.
+    fn end(&mut self);
+}
+
+/// Feeds `view` a reading now and every `every` until the reporter is
+/// dropped, then a last one, so the end of the work is shown.
+fn watch(mut view: impl View, every: Duration, progress: &Progress, stopped: &mpsc::Receiver<()>) {
+    loop {
+        view.observe(progress.snapshot());
+        if !matches!(stopped.recv_timeout(every), Err(RecvTimeoutError::Timeout)) {
+            break;
+        }
+    }
+    view.observe(progress.snapshot());
+    view.end();
 }
 
 /// Log lines for one run of the work (a restarted [`Progress`] is a new run).
@@ -116,19 +134,9 @@ impl LogView {
             current: None,
         }
     }
+}
 
-    fn run(mut self, progress: &Progress, stopped: &mpsc::Receiver<()>) {
-        let every = LOG_TICK.min(self.interval);
-        loop {
-            self.observe(progress.snapshot());
-            if !tick(stopped, every) {
-                break;
-            }
-        }
-        self.observe(progress.snapshot());
-        self.end();
-    }
-
+impl View for LogView {
     fn observe(&mut self, snapshot: Option<Snapshot>) {
         let Some(s) = snapshot else {
             self.end();
@@ -202,18 +210,7 @@ struct BarView {
     bar: Option<(String, ProgressBar)>,
 }
 
-impl BarView {
-    fn run(mut self, progress: &Progress, stopped: &mpsc::Receiver<()>) {
-        loop {
-            self.observe(progress.snapshot());
-            if !tick(stopped, BAR_TICK) {
-                break;
-            }
-        }
-        self.observe(progress.snapshot());
-        self.end();
-    }
-
+impl View for BarView {
     fn observe(&mut self, snapshot: Option<Snapshot>) {
         let Some(s) = snapshot else {
             self.end();

@@ -74,6 +74,26 @@ impl Message {
         self.flags.is_truthy()
     }
 
+    /// What a `.reply` from a server answers: its value, or for a ZEO 5
+    /// error reply (flag 2) `Err((class name, state))`; an error reply not
+    /// shaped `(class, state)` is all state, with no class name.
+    pub fn into_result(self) -> std::result::Result<Value, (String, Value)> {
+        if self.flags != Value::Int(2) {
+            return Ok(self.args);
+        }
+        match self.args {
+            Value::Tuple(mut pair) if pair.len() == 2 => {
+                let state = pair.pop().unwrap_or(Value::None);
+                let class = pair
+                    .pop()
+                    .and_then(|c| c.as_text().map(str::to_owned))
+                    .unwrap_or_default();
+                Err((class, state))
+            }
+            other => Err((String::new(), other)),
+        }
+    }
+
     /// The positional arguments of a call; `None` if the peer sent
     /// something other than a tuple.
     pub fn call_args(&self) -> Option<&[Value]> {
@@ -276,4 +296,28 @@ pub fn invalidate_verify(oid: Oid) -> Message {
 /// `endVerify()`, after ZEO 4's `endZeoVerify`.
 pub fn end_verify() -> Message {
     one_way(Generation::Zeo4, "endVerify", Vec::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_reads_back_as_its_value_or_its_error() {
+        let value = Value::Tuple(vec![Value::Int(1)]);
+        assert_eq!(reply(Value::Int(7), value.clone()).into_result(), Ok(value));
+        let state = Value::Tuple(vec![Value::Str("why".into())]);
+        assert_eq!(
+            error_reply_raw(Value::Int(7), "builtins.ValueError", state.clone()).into_result(),
+            Err(("builtins.ValueError".to_owned(), state))
+        );
+        let odd = Message {
+            args: Value::Str("no pair".into()),
+            ..error_reply_raw(Value::Int(7), "x", Value::None)
+        };
+        assert_eq!(
+            odd.into_result(),
+            Err((String::new(), Value::Str("no pair".into())))
+        );
+    }
 }

@@ -115,7 +115,11 @@ impl CallError {
                 err.to_string(),
             ),
             E::BadArgument(message) => CallError::value_error(message),
-            E::Corrupt { .. } | E::VersionedRecord { .. } | E::Locked { .. } | E::Io { .. } => {
+            E::Corrupt { .. }
+            | E::VersionedRecord { .. }
+            | E::Locked { .. }
+            | E::Stopped { .. }
+            | E::Io { .. } => {
                 tracing::error!(%err, "storage failure");
                 CallError::message("ZODB.POSException.StorageSystemError", err.to_string())
             }

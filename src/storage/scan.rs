@@ -17,7 +17,7 @@ use super::format::{
     TXN_HEADER_LEN,
 };
 use super::index::Index;
-use super::Result;
+use super::{Error, Result};
 use crate::ids::{Oid, Tid};
 use crate::progress::Progress;
 
@@ -74,6 +74,12 @@ pub fn scan(
     };
     while pos < file_size {
         progress.set(pos - start);
+        // Only reads so far: the scan can be abandoned at any transaction.
+        if progress.stop_requested() {
+            return Err(Error::Stopped {
+                path: r.path.to_path_buf(),
+            });
+        }
         if file_size - pos < TXN_HEADER_LEN {
             warn!(path = %r.path.display(), pos, "truncated transaction header at end of file");
             return stop(pos, false, last_tid);

@@ -28,6 +28,7 @@ from ZODB.utils import u64
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
 import zeod_forker  # noqa: E402
+from app_worker import Values  # noqa: E402
 
 # The old clients: protocol -> the python of its venv.
 CLIENTS = {
@@ -70,7 +71,7 @@ class Z4:
         self.log.close()
 
 
-class Z6:
+class Z6(Values):
     """A ZEO 6 client in this process, same data model as z4_worker."""
 
     def __init__(self, addr):
@@ -82,53 +83,9 @@ class Z6:
         self.conn = self.db.open(self.tm)
         self.root = self.conn.root()
 
-    def write(self, keys, value):
-        self.tm.begin()
-        for k in keys:
-            self.root[k]["v"] = value
-        self.tm.commit()
-
-    def read(self, keys):
-        self.tm.begin()
-        values = {k: self.root[k]["v"] for k in keys if k in self.root}
-        self.tm.abort()
-        return values
-
-    def wait_for(self, expected, timeout=30):
-        deadline = time.monotonic() + timeout
-        while True:
-            got = self.read(list(expected))
-            if got == expected or time.monotonic() > deadline:
-                return got
-            time.sleep(0.05)
-
     def close(self):
         self.tm.abort()
         self.db.close()
-
-
-class Server:
-    """zeod on a fixed port over one Data.fs; restartable."""
-
-    def __init__(self, directory, zeo_conf=None):
-        self.directory = directory
-        self.zeo_conf = zeo_conf
-        self.port = 0
-        self.stop = None
-
-    def start(self):
-        old = os.getcwd()
-        os.chdir(self.directory)
-        try:
-            self.addr, self.stop = zeod_forker.start_external(
-                port=self.port, keep=True, zeo_conf=self.zeo_conf)
-        finally:
-            os.chdir(old)
-        self.port = self.addr[1]
-
-    def restart(self):
-        self.stop()
-        self.start()
 
 
 @pytest.fixture
@@ -147,7 +104,7 @@ def setup(tmp_path, request):
     opened = []
 
     def start(zeo_conf=None):
-        server = Server(str(tmp_path / "server"), zeo_conf)
+        server = zeod_forker.Restartable(str(tmp_path / "server"), zeo_conf)
         server.start()
         opened.append(server)
         return server

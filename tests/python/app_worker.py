@@ -29,7 +29,35 @@ class RecordingClientStorage(ClientStorage):
         self.verify_results.append(conn.verify_result)
 
 
-class App:
+class Values:
+    """The data model of the test clients (here and tests/legacy's ZEO 6
+    client): ``root[key]["v"]``, through ``self.tm`` and ``self.root``."""
+
+    def write(self, keys, value):
+        self.tm.begin()
+        for k in keys:
+            self.root[k]["v"] = value
+        self.tm.commit()
+
+    def read(self, keys):
+        """Values of ``keys`` as of a new transaction (loads them all)."""
+        self.tm.begin()
+        values = {k: self.root[k]["v"] for k in keys if k in self.root}
+        self.tm.abort()
+        return values
+
+    def wait_for(self, expected, timeout=30):
+        """Polls until ``read`` returns ``expected`` (invalidations arrive
+        asynchronously); returns what it read last."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.read(list(expected))
+            if got == expected or time.monotonic() > deadline:
+                return got
+            time.sleep(0.05)
+
+
+class App(Values):
 
     def __init__(self, addr, name, var):
         self.addr, self.name, self.var = addr, name, var
@@ -53,29 +81,6 @@ class App:
         for k in keys:
             self.root[k] = PersistentMapping(v=0)
         self.tm.commit()
-
-    def write(self, keys, value):
-        self.tm.begin()
-        for k in keys:
-            self.root[k]["v"] = value
-        self.tm.commit()
-
-    def read(self, keys):
-        """Values of ``keys`` as of a new transaction (loads them all)."""
-        self.tm.begin()
-        values = {k: self.root[k]["v"] for k in keys if k in self.root}
-        self.tm.abort()
-        return values
-
-    def wait_for(self, expected, timeout):
-        """Polls until ``read`` returns ``expected`` (invalidations arrive
-        asynchronously); returns what it read last."""
-        deadline = time.monotonic() + timeout
-        while True:
-            got = self.read(list(expected))
-            if got == expected or time.monotonic() > deadline:
-                return got
-            time.sleep(0.05)
 
     def prepare(self, key, value):
         """Starts a transaction that changes ``key`` and leaves it open."""

@@ -6,8 +6,6 @@ and a client with a persistent cache comes back after a server restart
 without dropping its cache (the server answers ``getInvalidations`` from the
 transactions in Data.fs).
 """
-import os
-
 import pytest
 
 import zeod_forker
@@ -17,35 +15,12 @@ DIALECTS = ["pickle", "msgpack"]
 KEYS = ["k%02d" % i for i in range(20)]
 
 
-class Server:
-    """One server on a fixed port over one Data.fs; restartable."""
-
-    def __init__(self, directory):
-        self.directory = directory
-        self.port = 0
-        self.stop = None
-
-    def start(self):
-        old = os.getcwd()
-        os.chdir(self.directory)
-        try:
-            self.addr, self.stop = zeod_forker.start_external(
-                port=self.port, keep=True)
-        finally:
-            os.chdir(old)
-        self.port = self.addr[1]
-
-    def restart(self):
-        self.stop()
-        self.start()
-
-
 @pytest.fixture
 def setup(tmp_path, request):
     zeod_forker.current_test = request.node.name
     zeod_forker.current_logs = []
     (tmp_path / "server").mkdir()
-    server = Server(str(tmp_path / "server"))
+    server = zeod_forker.Restartable(str(tmp_path / "server"))
     server.start()
     workers = {}
 

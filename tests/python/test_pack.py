@@ -353,7 +353,9 @@ def test_py2_non_ascii_str_fails_gc_like_python(tmp_path):
 # ---------------------------------------------------------------------------
 # The built-in schedule
 
-def test_scheduled_pack_runs_while_serving(tmp_path, request):
+def start_scheduled(tmp_path, request, every):
+    """A zeod serving tmp_path/Data.fs that packs it to now every ``every``:
+    (address, stop)."""
     if zeod_forker.SERVER != "zeod":
         pytest.skip("pack-schedule is zeod's")
     zeod_forker.current_test = request.node.name
@@ -361,12 +363,17 @@ def test_scheduled_pack_runs_while_serving(tmp_path, request):
     old = os.getcwd()
     os.chdir(tmp_path)
     try:
-        addr, stop = zeod_forker.start_external(
+        return zeod_forker.start_external(
             storage_conf="<filestorage 1>\npath Data.fs\n"
-                         "pack-schedule 3s\npack-days 0\n</filestorage>",
+                         "pack-schedule %s\npack-days 0\n</filestorage>"
+            % every,
             keep=True)
     finally:
         os.chdir(old)
+
+
+def test_scheduled_pack_runs_while_serving(tmp_path, request):
+    addr, stop = start_scheduled(tmp_path, request, "3s")
     try:
         live, garbage = populate(addr)
         db = DB(ClientStorage(addr, wait_timeout=30))
@@ -463,19 +470,7 @@ def test_clients_hear_the_new_size_after_a_pack(server, how):
 
 
 def test_clients_hear_the_new_size_after_a_scheduled_pack(tmp_path, request):
-    if zeod_forker.SERVER != "zeod":
-        pytest.skip("pack-schedule is zeod's")
-    zeod_forker.current_test = request.node.name
-    zeod_forker.current_logs = []
-    old = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        addr, stop = zeod_forker.start_external(
-            storage_conf="<filestorage 1>\npath Data.fs\n"
-                         "pack-schedule 2s\npack-days 0\n</filestorage>",
-            keep=True)
-    finally:
-        os.chdir(old)
+    addr, stop = start_scheduled(tmp_path, request, "2s")
     try:
         # The schedule packs by itself; the first pack after the garbage
         # was dropped tells the watcher the new size.

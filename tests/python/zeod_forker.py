@@ -210,6 +210,32 @@ class ServerExited(RuntimeError):
     pass
 
 
+class Restartable:
+    """A server on a fixed port over ``directory``/Data.fs, restartable
+    there (clients reconnect to the same address): ``start()``,
+    ``restart()``, ``stop()``; ``addr`` once started."""
+
+    def __init__(self, directory, zeo_conf=None):
+        self.directory = directory
+        self.zeo_conf = zeo_conf
+        self.port = 0
+        self.stop = None
+
+    def start(self):
+        old = os.getcwd()
+        os.chdir(self.directory)
+        try:
+            self.addr, self.stop = start_external(
+                port=self.port, keep=True, zeo_conf=self.zeo_conf)
+        finally:
+            os.chdir(old)
+        self.port = self.addr[1]
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+
 def _launch(zeo_text, storage_conf, address, keep, zeod_args, start_timeout):
     if "/" in address:
         addr = address
