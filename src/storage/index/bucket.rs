@@ -37,8 +37,8 @@ impl Bucket {
                 false
             }
             Err(i) => {
-                self.keys.insert(s, i);
                 self.pos.insert(i, pos);
+                self.keys.insert(s, i, self.pos.len());
                 true
             }
         }
@@ -46,8 +46,9 @@ impl Bucket {
 
     pub fn remove(&mut self, s: u16) -> Option<u64> {
         let i = self.keys.find(s).ok()?;
-        self.keys.remove(s, i);
-        Some(self.pos.remove(i))
+        let pos = self.pos.remove(i);
+        self.keys.remove(s, i, self.pos.len());
+        Some(pos)
     }
 
     pub fn max_suffix(&self) -> Option<u16> {

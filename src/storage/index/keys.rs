@@ -42,8 +42,9 @@ fn words_for(max_suffix: u16) -> usize {
 impl Keys {
     /// Sorted, distinct suffixes (as read from an `.index` file).
     pub fn from_sorted(list: Vec<u16>) -> Keys {
+        let len = list.len();
         let mut k = Keys::List(list);
-        k.tune();
+        k.tune(len);
         k
     }
 
@@ -61,8 +62,9 @@ impl Keys {
         }
     }
 
-    /// Adds `s`, absent, at `rank` (from [`Keys::find`]).
-    pub fn insert(&mut self, s: u16, rank: usize) {
+    /// Adds `s`, absent, at `rank` (from [`Keys::find`]); `len` is the
+    /// entry count after it.
+    pub fn insert(&mut self, s: u16, rank: usize, len: usize) {
         match self {
             Keys::List(v) => v.insert(rank, s),
             Keys::Bits { words, ranks } => {
@@ -79,11 +81,11 @@ impl Keys {
                 }
             }
         }
-        self.tune();
+        self.tune(len);
     }
 
-    /// Drops `s`, present at `rank`.
-    pub fn remove(&mut self, s: u16, rank: usize) {
+    /// Drops `s`, present at `rank`; `len` is the entry count after it.
+    pub fn remove(&mut self, s: u16, rank: usize, len: usize) {
         match self {
             Keys::List(v) => {
                 v.remove(rank);
@@ -96,7 +98,7 @@ impl Keys {
                 }
             }
         }
-        self.tune();
+        self.tune(len);
     }
 
     pub fn max(&self) -> Option<u16> {
@@ -159,11 +161,11 @@ impl Keys {
     }
 
     /// Switches form when the other one is smaller (see the module doc).
-    fn tune(&mut self) {
+    fn tune(&mut self, len: usize) {
         match self {
             Keys::List(v) => {
                 let Some(max) = v.last() else { return };
-                if bits_bytes(words_for(*max)) < v.len() * 2 {
+                if bits_bytes(words_for(*max)) < len * 2 {
                     let mut words = vec![0u64; words_for(*max)];
                     for s in v.iter() {
                         words[usize::from(*s) / 64] |= 1 << (s % 64);
@@ -172,9 +174,8 @@ impl Keys {
                     *self = Keys::Bits { words, ranks };
                 }
             }
-            Keys::Bits { words, ranks } => {
-                let n = count_below(words, ranks, words.len() * 64);
-                if bits_bytes(words.len()) > n * 2 * 4 {
+            Keys::Bits { words, .. } => {
+                if bits_bytes(words.len()) > len * 2 * 4 {
                     *self = Keys::List(self.iter().collect());
                 }
             }
