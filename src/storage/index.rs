@@ -2,27 +2,42 @@
 //! record, shaped like ZODB's fsIndex so it maps 1:1 onto the `.index` file.
 //!
 //! ```text
-//! BTreeMap<prefix: oid >> 16, bucket: Vec<u64>>
-//! bucket entry (u64):  | suffix: oid & 0xffff (16 bits) | pos (48 bits) |
+//! BTreeMap<prefix: oid >> 16, Bucket>
+//! Bucket: suffixes (oid & 0xffff)   bitmap (dense) or sorted list (sparse)
+//!         positions, by rank        base + u32 offsets, or 48-bit values
 //! ```
-//! Entries sort by suffix because it sits in the high bits, so a lookup is a
-//! B-tree step plus a binary search in one contiguous array, and new oids
-//! (always increasing) append. Measured footprint (`bytes_per_object`, test
-//! `footprint_is_about_eight_bytes_per_object`): about 8.3 bytes per object
-//! for a dense 1M-object index after `shrink`, about 12 while growing
-//! (vector slack); fsIndex in Python needs roughly 8 plus per-bucket object
-//! headers, a dict would need over 100.
+//! Oids are handed out by a counter, so a bucket is normally a run of
+//! consecutive suffixes: a presence bitmap (~1/8 byte an object) and
+//! 4-byte offsets from the bucket's lowest position. A lookup is a B-tree
+//! step and a rank (one table lookup, at most eight popcounts); replacing
+//! the position of an existing oid (every commit) is O(1) after that; a new
+//! oid past the bucket's last one appends. Sparse buckets fall back to a
+//! sorted suffix list, buckets whose positions span over 4 GiB to 6-byte
+//! positions (see `keys.rs`, `positions.rs`).
+//!
+//! Measured footprint (`bytes_per_object`, test
+//! `footprint_is_about_four_bytes_per_object`): 4.13 bytes per object for a
+//! dense 1M-object index after `shrink`, 4.1 on benches/makefs.py's 1M file
+//! (8.3 with the former suffix+position u64 entries); at most ~8 for
+//! scattered oids with positions over 4 GiB apart. fsIndex in Python needs
+//! roughly 8 plus per-bucket object headers, a dict over 100.
+
+mod bucket;
+mod keys;
+mod positions;
 
 use std::collections::BTreeMap;
 
+use bucket::Bucket;
+
 use crate::ids::Oid;
 
-const POS_BITS: u32 = 48;
-const POS_MASK: u64 = (1 << POS_BITS) - 1;
+/// The largest position the file format can hold.
+const POS_MAX: u64 = (1 << 48) - 1;
 
 #[derive(Debug, Default, Clone)]
 pub struct Index {
-    buckets: BTreeMap<u64, Vec<u64>>,
+    buckets: BTreeMap<u64, Bucket>,
     len: usize,
 }
 
@@ -31,15 +46,8 @@ fn split(oid: Oid) -> (u64, u16) {
     (n >> 16, (n & 0xffff) as u16)
 }
 
-fn join(prefix: u64, entry: u64) -> (Oid, u64) {
-    (
-        Oid::from_u64((prefix << 16) | (entry >> POS_BITS)),
-        entry & POS_MASK,
-    )
-}
-
-fn suffix_of(entry: u64) -> u16 {
-    (entry >> POS_BITS) as u16
+fn join(prefix: u64, suffix: u16) -> Oid {
+    Oid::from_u64((prefix << 16) | u64::from(suffix))
 }
 
 impl Index {
@@ -57,67 +65,42 @@ impl Index {
 
     pub fn get(&self, oid: Oid) -> Option<u64> {
         let (prefix, suffix) = split(oid);
-        let bucket = self.buckets.get(&prefix)?;
-        bucket
-            .binary_search_by_key(&suffix, |e| suffix_of(*e))
-            .ok()
-            .map(|i| bucket[i] & POS_MASK)
+        self.buckets.get(&prefix)?.get(suffix)
     }
 
     /// `pos` must fit in 48 bits (the file format's limit, checked by the
     /// writer before it ever produces such a position).
     pub fn insert(&mut self, oid: Oid, pos: u64) {
-        debug_assert!(pos <= POS_MASK);
+        debug_assert!(pos <= POS_MAX);
         let (prefix, suffix) = split(oid);
-        let entry = (u64::from(suffix) << POS_BITS) | (pos & POS_MASK);
-        let bucket = self.buckets.entry(prefix).or_default();
-        if bucket.last().is_none_or(|last| suffix_of(*last) < suffix) {
-            bucket.push(entry);
+        if self.buckets.entry(prefix).or_default().insert(suffix, pos) {
             self.len += 1;
-            return;
-        }
-        match bucket.binary_search_by_key(&suffix, |e| suffix_of(*e)) {
-            Ok(i) => bucket[i] = entry,
-            Err(i) => {
-                bucket.insert(i, entry);
-                self.len += 1;
-            }
         }
     }
 
     pub fn remove(&mut self, oid: Oid) -> Option<u64> {
         let (prefix, suffix) = split(oid);
         let bucket = self.buckets.get_mut(&prefix)?;
-        let i = bucket
-            .binary_search_by_key(&suffix, |e| suffix_of(*e))
-            .ok()?;
-        let entry = bucket.remove(i);
-        if bucket.is_empty() {
+        let pos = bucket.remove(suffix)?;
+        if bucket.len() == 0 {
             self.buckets.remove(&prefix);
         }
         self.len -= 1;
-        Some(entry & POS_MASK)
+        Some(pos)
     }
 
     pub fn max_oid(&self) -> Option<Oid> {
         let (prefix, bucket) = self.buckets.iter().next_back()?;
-        bucket.last().map(|e| join(*prefix, *e).0)
+        bucket.max_suffix().map(|s| join(*prefix, s))
     }
 
     /// The first entry with oid >= `from`.
     pub fn first_from(&self, from: Oid) -> Option<(Oid, u64)> {
         let (prefix, suffix) = split(from);
-        for (p, bucket) in self.buckets.range(prefix..) {
-            let start = if *p == prefix {
-                bucket.partition_point(|e| suffix_of(*e) < suffix)
-            } else {
-                0
-            };
-            if let Some(e) = bucket.get(start) {
-                return Some(join(*p, *e));
-            }
-        }
-        None
+        self.buckets.range(prefix..).find_map(|(p, bucket)| {
+            let start = if *p == prefix { suffix } else { 0 };
+            bucket.first_from(start).map(|(s, pos)| (join(*p, s), pos))
+        })
     }
 
     /// The first entry with oid > `after`.
@@ -129,16 +112,14 @@ impl Index {
     pub fn iter(&self) -> impl Iterator<Item = (Oid, u64)> + '_ {
         self.buckets
             .iter()
-            .flat_map(|(p, b)| b.iter().map(move |e| join(*p, *e)))
+            .flat_map(|(p, b)| b.iter().map(move |(s, pos)| (join(*p, s), pos)))
     }
 
     /// `(prefix, [(suffix, pos)])` in order: the shape of the `.index` file.
     pub fn buckets(
         &self,
     ) -> impl Iterator<Item = (u64, impl ExactSizeIterator<Item = (u16, u64)> + '_)> + '_ {
-        self.buckets
-            .iter()
-            .map(|(p, b)| (*p, b.iter().map(|e| (suffix_of(*e), e & POS_MASK))))
+        self.buckets.iter().map(|(p, b)| (*p, b.iter()))
     }
 
     /// Installs a whole bucket read from an `.index` file. `pairs` must be
@@ -148,16 +129,19 @@ impl Index {
         if prefix >> 48 != 0 || self.buckets.contains_key(&prefix) {
             return false;
         }
-        let mut bucket: Vec<u64> = Vec::with_capacity(pairs.size_hint().0);
+        let n = pairs.size_hint().0;
+        let (mut suffixes, mut positions) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for (suffix, pos) in pairs {
-            if pos > POS_MASK || bucket.last().is_some_and(|last| suffix_of(*last) >= suffix) {
+            if pos > POS_MAX || suffixes.last().is_some_and(|last| *last >= suffix) {
                 return false;
             }
-            bucket.push((u64::from(suffix) << POS_BITS) | pos);
+            suffixes.push(suffix);
+            positions.push(pos);
         }
-        if !bucket.is_empty() {
-            self.len += bucket.len();
-            self.buckets.insert(prefix, bucket);
+        if !suffixes.is_empty() {
+            self.len += suffixes.len();
+            self.buckets
+                .insert(prefix, Bucket::from_sorted(suffixes, positions));
         }
         true
     }
@@ -165,18 +149,18 @@ impl Index {
     /// Drops growth slack after a bulk load.
     pub fn shrink(&mut self) {
         for b in self.buckets.values_mut() {
-            b.shrink_to_fit();
+            b.shrink();
         }
     }
 
     /// Approximate heap bytes held (bucket arrays plus B-tree nodes).
     pub fn heap_bytes(&self) -> usize {
-        // A BTreeMap leaf holds up to 11 (key, value) pairs of 8 + 24 bytes
-        // plus ~16 bytes of node bookkeeping per pair on average.
-        let per_bucket = 8 + std::mem::size_of::<Vec<u64>>() + 16;
+        // A BTreeMap leaf holds up to 11 (key, value) pairs plus ~16 bytes
+        // of node bookkeeping per pair on average.
+        let per_bucket = 8 + std::mem::size_of::<Bucket>() + 16;
         self.buckets
             .values()
-            .map(|b| b.capacity() * 8 + per_bucket)
+            .map(|b| b.heap_bytes() + per_bucket)
             .sum()
     }
 
@@ -189,53 +173,4 @@ impl Index {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn insert_get_overwrite_remove() {
-        let mut ix = Index::new();
-        for (oid, pos) in [(5u64, 100u64), (1, 50), (0x1_0000, 7), (3, 9)] {
-            ix.insert(Oid::from_u64(oid), pos);
-        }
-        assert_eq!(ix.len(), 4);
-        assert_eq!(ix.get(Oid::from_u64(1)), Some(50));
-        assert_eq!(ix.get(Oid::from_u64(2)), None);
-        ix.insert(Oid::from_u64(1), 60);
-        assert_eq!((ix.len(), ix.get(Oid::from_u64(1))), (4, Some(60)));
-        assert_eq!(ix.max_oid(), Some(Oid::from_u64(0x1_0000)));
-        let all: Vec<_> = ix.iter().map(|(o, p)| (o.as_u64(), p)).collect();
-        assert_eq!(all, vec![(1, 60), (3, 9), (5, 100), (0x1_0000, 7)]);
-        assert_eq!(
-            ix.first_from(Oid::from_u64(4)).map(|e| e.0.as_u64()),
-            Some(5)
-        );
-        assert_eq!(
-            ix.first_after(Oid::from_u64(5)).map(|e| e.0.as_u64()),
-            Some(0x1_0000)
-        );
-        assert_eq!(ix.first_after(Oid::from_u64(0x1_0000)), None);
-        assert_eq!(ix.remove(Oid::from_u64(0x1_0000)), Some(7));
-        assert_eq!(ix.max_oid(), Some(Oid::from_u64(5)));
-    }
-
-    #[test]
-    fn large_positions_survive() {
-        let mut ix = Index::new();
-        ix.insert(Oid::from_u64(u64::MAX), POS_MASK);
-        assert_eq!(ix.get(Oid::from_u64(u64::MAX)), Some(POS_MASK));
-    }
-
-    #[test]
-    fn footprint_is_about_eight_bytes_per_object() {
-        let mut ix = Index::new();
-        for i in 0..1_000_000u64 {
-            ix.insert(Oid::from_u64(i), i * 100);
-        }
-        ix.shrink();
-        let bpo = ix.bytes_per_object();
-        assert!(bpo < 9.0, "{bpo} bytes per object");
-        assert_eq!(ix.get(Oid::from_u64(999_999)), Some(99_999_900));
-    }
-}
+mod tests;
