@@ -3,11 +3,12 @@
 //! nothing touches the storage before `vote`. `vote` takes the storage's
 //! commit lock (waiting voters are queued FIFO, their replies deferred),
 //! begins the storage transaction (which fixes the tid), replays the log,
-//! and votes. `tpc_finish` makes it durable (the fsync, while readers go
-//! on), then publishes it and queues the invalidations to every other
+//! and votes. `tpc_finish` seals it (the final status byte) and releases
+//! the commit lock at once; then it waits for the fsync it shares with the
+//! other finishers (group commit, [`crate::storage::group_commit`]),
+//! publishes what is durable and queues the invalidations to every other
 //! connection under the write side of the visibility lock, so no reply can
-//! overtake them, sends `info` and the tid, and only then releases the
-//! commit lock.
+//! overtake them, and sends `info` and the tid.
 //!
 //! Write conflicts go back to ZEO 5 clients as `{'oid', 'serials', 'data'}`
 //! dicts in the vote result with the log kept, so the client resolves them
@@ -419,57 +420,46 @@ impl Connection {
         let exported = self.exported()?;
         let info_slot = self.reserve().await.map_err(CallError::Close)?;
         let reply_slot = self.reserve().await.map_err(CallError::Close)?;
-        let storage = exported.storage.clone();
-        // The fsync runs before the write side is taken: the transaction is
-        // not visible until `publish`, so readers need not wait for the
-        // disk, and the commit lock (still held) keeps commits in order.
-        let durable = tokio::task::spawn_blocking(move || {
-            let mut txn = txn;
-            storage.make_durable(&mut txn).map(|()| txn)
-        })
-        .await;
-        let result = match durable {
-            Ok(Ok(txn)) => {
-                let visible = exported.visibility.write().await;
-                match exported.storage.publish(*txn) {
-                    Ok((tid, oids)) => {
-                        exported.broadcast_invalidation(self.id, tid, &oids);
-                        drop(visible);
-                        Stats::bump(&exported.stats.commits);
-                        tracing::debug!(conn = self.id, storage = %exported.name, %tid, objects = oids.len(), "committed");
-                        let info = info_dict(&exported.storage);
-                        info_slot.send(
-                            self.encode_call("info", vec![info])
-                                .map_err(CallError::Close)?,
-                        );
-                        Ok(Value::tid(tid))
-                    }
-                    Err(err) => {
-                        drop(visible);
-                        tracing::error!(conn = self.id, storage = %exported.name, %err, "tpc_finish failed");
-                        Err(CallError::from(err))
-                    }
-                }
-            }
-            Ok(Err(err)) => {
-                tracing::error!(conn = self.id, storage = %exported.name, %err, "tpc_finish failed");
-                Err(CallError::from(err))
-            }
-            Err(err) => {
-                tracing::error!(conn = self.id, storage = %exported.name, %err, "tpc_finish panicked");
-                Err(CallError::message(
-                    "ZODB.POSException.StorageSystemError",
-                    "tpc_finish failed",
-                ))
-            }
-        };
-        reply_slot.send(self.encode_reply(msgid, result).map_err(CallError::Close)?);
+        // Sealing is one byte written to the page cache: done here, under
+        // the commit lock, which is released right after so the next
+        // voter writes while this transaction waits for the disk.
+        let sealed = exported.storage.seal(*txn, self.id);
         self.forget_transaction();
         drop(guard);
         exported.set_lock_time(None);
         self.shared
             .metrics
             .lock_hold(&exported.name, since.elapsed());
+        let result = match sealed {
+            // Its own task, so that a connection that goes away meanwhile
+            // cannot leave its transaction unannounced.
+            Ok(ticket) => tokio::spawn(publish_sealed(Arc::clone(&exported), ticket))
+                .await
+                .unwrap_or_else(|err| {
+                    Err(storage::Error::Io {
+                        context: "waiting for the fsync".into(),
+                        source: std::io::Error::other(err.to_string()),
+                    })
+                }),
+            Err(err) => Err(err),
+        };
+        let result = match result {
+            Ok(tid) => {
+                Stats::bump(&exported.stats.commits);
+                tracing::debug!(conn = self.id, storage = %exported.name, %tid, "committed");
+                let info = info_dict(&exported.storage);
+                info_slot.send(
+                    self.encode_call("info", vec![info])
+                        .map_err(CallError::Close)?,
+                );
+                Ok(Value::tid(tid))
+            }
+            Err(err) => {
+                tracing::error!(conn = self.id, storage = %exported.name, %err, "tpc_finish failed");
+                Err(CallError::from(err))
+            }
+        };
+        reply_slot.send(self.encode_reply(msgid, result).map_err(CallError::Close)?);
         Ok(())
     }
 
@@ -537,6 +527,32 @@ impl Connection {
             }
         }
     }
+}
+
+/// Waits until the sealed transaction is durable, then publishes whatever
+/// is durable and announces it, in tid order, under the write side of the
+/// visibility lock. Whoever publishes a batch announces every transaction
+/// in it (each to all connections but its committer's), so invalidations
+/// go out in tid order even when a later committer wakes first; its own
+/// reply then cannot overtake an earlier transaction's invalidation.
+async fn publish_sealed(
+    exported: Arc<Exported>,
+    ticket: storage::SealTicket,
+) -> storage::Result<Tid> {
+    let storage = exported.storage.clone();
+    let tid = ticket.tid;
+    tokio::task::spawn_blocking(move || storage.wait_durable(&ticket))
+        .await
+        .map_err(|err| storage::Error::Io {
+            context: "waiting for the fsync".into(),
+            source: std::io::Error::other(err.to_string()),
+        })??;
+    let visible = exported.visibility.write().await;
+    for committed in exported.storage.publish_durable() {
+        exported.broadcast_invalidation(committed.tag, committed.tid, &committed.oids);
+    }
+    drop(visible);
+    Ok(tid)
 }
 
 /// `{'length': …, 'size': …}` for `info` callbacks.
