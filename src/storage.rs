@@ -539,6 +539,14 @@ impl FileStorage {
         group_commit::publish_durable(self)
     }
 
+    /// Blocks until every sealed transaction is published (false after
+    /// `timeout`). For a caller holding the commit lock that is about to
+    /// show a client the write side's state, e.g. a conflict naming a
+    /// sealed tid the client must then be able to load.
+    pub fn wait_published(&self, timeout: std::time::Duration) -> bool {
+        group_commit::wait_drained(self, timeout)
+    }
+
     /// `(fsyncs, transactions they made durable)` since open (metrics).
     pub fn fsync_counts(&self) -> (u64, u64) {
         self.group.fsync_counts()

@@ -170,11 +170,17 @@ mod tests {
         assert_eq!(b.call("ping", vec![]).await.unwrap(), Value::None);
 
         let ta = a.finish(1).await.unwrap();
-        // B hears of A's commit before its own vote reply.
-        let inval = b.callback().await;
-        assert_eq!(inval.method, "invalidateTransaction");
+        // A's finish released the lock as soon as it was sealed: B's vote
+        // may be answered before A's commit is published, but B hears of
+        // A's commit before its own finish reply.
         assert!(items(&b.reply_to(&vote).await.unwrap()).is_empty());
         let tb = b.finish(2).await.unwrap();
+        let inval = b.callback().await;
+        assert_eq!(inval.method, "invalidateTransaction");
+        assert_eq!(
+            inval.args,
+            Value::Tuple(vec![Value::tid(ta), Value::List(vec![Value::oid(oa)])])
+        );
         assert!(tb > ta);
         server.stop().await;
     }

@@ -41,6 +41,10 @@ use crate::storage::{self, BeginOptions, FileStorage, TxnMeta};
 /// Transactions with at most this much data are replayed on the reactor.
 const INLINE_VOTE_BYTES: usize = 256 * 1024;
 
+/// How long a conflicting vote waits for the transactions before it to be
+/// published (they are only waiting for their fsync).
+const PUBLISH_WAIT: Duration = Duration::from_secs(60);
+
 type LockFuture = Pin<Box<dyn Future<Output = OwnedMutexGuard<()>> + Send>>;
 
 /// Where the connection stands with its storage's commit lock.
@@ -351,6 +355,19 @@ impl Connection {
         };
         if let Some(txn) = self.txn.as_mut() {
             txn.ops = ops;
+        }
+        if outcome.shows_conflict() {
+            // The conflict may name a transaction sealed but not yet
+            // published; the client must be able to load it (to resolve,
+            // or in its retry) and must hear of it first.
+            let storage = exported.storage.clone();
+            let published =
+                tokio::task::spawn_blocking(move || storage.wait_published(PUBLISH_WAIT))
+                    .await
+                    .unwrap_or(false);
+            if !published {
+                tracing::warn!(conn = self.id, storage = %exported.name, "a conflict is answered before the transaction it names is published");
+            }
         }
         if self.z4.is_some() {
             return self.z4_vote_outcome(outcome, guard, since, msgid).await;

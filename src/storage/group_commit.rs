@@ -258,8 +258,9 @@ pub(super) fn publish_durable(s: &FileStorage) -> Vec<Committed> {
     out
 }
 
-/// Waits (holding the commit slot, so nothing new is sealed) until every
-/// sealed transaction is published; false on timeout.
+/// Waits until every sealed transaction is published; false on timeout.
+/// Called holding the commit slot or the server's commit lock, so nothing
+/// new is sealed meanwhile.
 pub(super) fn wait_drained(s: &FileStorage, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     let mut st = s.group.state.lock();
