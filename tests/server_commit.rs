@@ -189,7 +189,8 @@ mod tests {
     }
 
     /// Concurrent committers (group commit: their fsyncs are shared and
-    /// one may publish another's transaction): a third client hears of
+    /// one may publish another's transaction): no committer hears of a
+    /// later transaction before its own tid, a third client hears of
     /// every commit exactly once, in tid order, and every commit is
     /// covered by an fsync.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,6 +219,18 @@ mod tests {
                             .commit(n as i128 + 1, &[(oid, serial, &record(n as u8))])
                             .await
                             .unwrap();
+                        // A ZEO client's cache needs its own tid to be
+                        // after every invalidation that came before it.
+                        for m in c.callbacks.drain(..) {
+                            let Value::Tuple(args) = &m.args else {
+                                panic!("callback args {:?}", m.args)
+                            };
+                            let before = args[0].as_tid().unwrap();
+                            assert!(
+                                before < tid,
+                                "invalidation {before:?} before own tid {tid:?}"
+                            );
+                        }
                         tids.push(tid);
                         serial = tid;
                     }

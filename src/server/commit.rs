@@ -30,7 +30,7 @@ use tokio::time::Instant;
 
 use super::connection::Connection;
 use super::dispatch::{Args, CallError};
-use super::exported::Exported;
+use super::exported::{Exported, Finisher};
 use super::status::Stats;
 use super::txnlog::{replay, PendingTxn, TxnOp, VoteOutcome};
 use super::wire;
@@ -437,6 +437,19 @@ impl Connection {
         let exported = self.exported()?;
         let info_slot = self.reserve().await.map_err(CallError::Close)?;
         let reply_slot = self.reserve().await.map_err(CallError::Close)?;
+        let tid = txn.tid;
+        // Whoever publishes the transaction answers for it (see
+        // `Exported::announce`); registered before sealing, as another
+        // finisher's fsync may cover and publish it at once.
+        let finisher = Finisher {
+            encoding: self.encoding,
+            info_slot,
+            reply_slot,
+            reply: self
+                .encode_reply(msgid, Ok(Value::tid(tid)))
+                .map_err(CallError::Close)?,
+        };
+        exported.finishers.lock().insert(tid, finisher);
         // Sealing is one byte written to the page cache: done here, under
         // the commit lock, which is released right after so the next
         // voter writes while this transaction waits for the disk.
@@ -460,23 +473,22 @@ impl Connection {
                 }),
             Err(err) => Err(err),
         };
-        let result = match result {
-            Ok(tid) => {
+        match result {
+            Ok(()) => {
                 Stats::bump(&exported.stats.commits);
                 tracing::debug!(conn = self.id, storage = %exported.name, %tid, "committed");
-                let info = info_dict(&exported.storage);
-                info_slot.send(
-                    self.encode_call("info", vec![info])
-                        .map_err(CallError::Close)?,
-                );
-                Ok(Value::tid(tid))
             }
             Err(err) => {
                 tracing::error!(conn = self.id, storage = %exported.name, %err, "tpc_finish failed");
-                Err(CallError::from(err))
+                // Not published, so nobody answered for it.
+                if let Some(f) = exported.finishers.lock().remove(&tid) {
+                    f.reply_slot.send(
+                        self.encode_reply(msgid, Err(CallError::from(err)))
+                            .map_err(CallError::Close)?,
+                    );
+                }
             }
-        };
-        reply_slot.send(self.encode_reply(msgid, result).map_err(CallError::Close)?);
+        }
         Ok(())
     }
 
@@ -549,15 +561,14 @@ impl Connection {
 /// Waits until the sealed transaction is durable, then publishes whatever
 /// is durable and announces it, in tid order, under the write side of the
 /// visibility lock. Whoever publishes a batch announces every transaction
-/// in it (each to all connections but its committer's), so invalidations
-/// go out in tid order even when a later committer wakes first; its own
-/// reply then cannot overtake an earlier transaction's invalidation.
+/// in it (its committer's reply, its invalidation to everyone else), so
+/// each connection sees replies and invalidations in tid order even when
+/// a later committer wakes first.
 async fn publish_sealed(
     exported: Arc<Exported>,
     ticket: storage::SealTicket,
-) -> storage::Result<Tid> {
+) -> storage::Result<()> {
     let storage = exported.storage.clone();
-    let tid = ticket.tid;
     tokio::task::spawn_blocking(move || storage.wait_durable(&ticket))
         .await
         .map_err(|err| storage::Error::Io {
@@ -565,11 +576,9 @@ async fn publish_sealed(
             source: std::io::Error::other(err.to_string()),
         })??;
     let visible = exported.visibility.write().await;
-    for committed in exported.storage.publish_durable() {
-        exported.broadcast_invalidation(committed.tag, committed.tid, &committed.oids);
-    }
+    exported.announce(&exported.storage.publish_durable());
     drop(visible);
-    Ok(tid)
+    Ok(())
 }
 
 /// `{'length': …, 'size': …}` for `info` callbacks.
