@@ -356,10 +356,15 @@ impl Connection {
         if let Some(txn) = self.txn.as_mut() {
             txn.ops = ops;
         }
-        if outcome.shows_conflict() {
-            // The conflict may name a transaction sealed but not yet
-            // published; the client must be able to load it (to resolve,
-            // or in its retry) and must hear of it first.
+        // A conflict may name a transaction sealed but not yet published;
+        // the client must be able to load it (to resolve, or in its retry)
+        // and must hear of it first. A ZEO 4 client must not get another
+        // transaction's invalidation between its vote and its finish
+        // replies: it processes invalidations under the lock its
+        // tpc_finish holds while it waits (a deadlock); with those sealed
+        // before its vote published first, none can come (the commit lock
+        // is held until its finish).
+        if outcome.shows_conflict() || self.z4.is_some() {
             let storage = exported.storage.clone();
             let published =
                 tokio::task::spawn_blocking(move || storage.wait_published(PUBLISH_WAIT))
@@ -455,11 +460,20 @@ impl Connection {
         // voter writes while this transaction waits for the disk.
         let sealed = exported.storage.seal(*txn, self.id);
         self.forget_transaction();
-        drop(guard);
-        exported.set_lock_time(None);
-        self.shared
-            .metrics
-            .lock_hold(&exported.name, since.elapsed());
+        // A ZEO 4 client keeps the lock until its commit is announced, as
+        // with ZEO 4's server: its client library deadlocks when another
+        // commit's messages come between its own vote and finish (seen in
+        // ZEO 4's CommitLockTests), so its commit is not overlapped.
+        let guard = if self.z4.is_some() {
+            Some(guard)
+        } else {
+            drop(guard);
+            exported.set_lock_time(None);
+            self.shared
+                .metrics
+                .lock_hold(&exported.name, since.elapsed());
+            None
+        };
         let result = match sealed {
             // Its own task, so that a connection that goes away meanwhile
             // cannot leave its transaction unannounced.
@@ -473,6 +487,13 @@ impl Connection {
                 }),
             Err(err) => Err(err),
         };
+        if let Some(guard) = guard {
+            drop(guard);
+            exported.set_lock_time(None);
+            self.shared
+                .metrics
+                .lock_hold(&exported.name, since.elapsed());
+        }
         match result {
             Ok(()) => {
                 Stats::bump(&exported.stats.commits);
