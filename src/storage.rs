@@ -12,10 +12,15 @@
 //! commit in progress. At most one transaction is between `tpc_begin` and
 //! `tpc_finish`/`tpc_abort` at a time; the server's commit lock guarantees
 //! it, and `tpc_begin` returns `Error::TransactionInProgress` otherwise.
-//! A committed transaction becomes visible to reads only when
-//! `tpc_finish` returns, after it is durable (fsync unless disabled);
-//! `tpc_finish` is `make_durable` (the fsync) then `publish` (in memory),
-//! which the server calls separately to publish under its own lock.
+//! The slot is held from `tpc_begin` to `seal` (or `tpc_abort`): sealing
+//! writes the final status byte and frees it, so the next transaction is
+//! written while the sealed one waits for the fsync, which concurrent
+//! finishers share (group commit, [`group_commit`]). A transaction becomes
+//! visible to reads only once durable (fsync unless disabled) and
+//! published, in tid order: `tpc_finish` is `seal`, `wait_durable`, then
+//! `publish_durable`, which the server calls separately to publish under
+//! its own lock. The write side (conflict checks, the next tid, undo and
+//! restore lookups) sees sealed transactions before readers do.
 //!
 //! # Layout (in reading order)
 //!
@@ -27,6 +32,7 @@
 //! - `open`: magic, index load/validation/rebuild, cutting a crashed tail.
 //! - `read`, `iter`: loads, history, undo log, the transaction iterator.
 //! - `transaction`, `commit`, `undo`: the write path.
+//! - [`group_commit`]: sealed transactions, the shared fsync, publication.
 //! - `blob`: the blob directory layout.
 //! - `pack`: pack with GC (references come from [`crate::record::references`]).
 //!
@@ -51,6 +57,7 @@ use crate::progress::Progress;
 mod blob;
 mod commit;
 pub mod format;
+pub mod group_commit;
 pub mod index;
 pub mod index_file;
 mod invalidations;
@@ -278,6 +285,8 @@ pub struct FileStorage {
     /// The pack holds `busy` for its final copy and rename; commits wait.
     pack_holds_busy: AtomicBool,
     blobs: Option<BlobDir>,
+    /// Sealed transactions awaiting the fsync and publication.
+    group: group_commit::GroupCommit,
 }
 
 /// What readers may see: only finished, durable transactions. The file
@@ -290,6 +299,7 @@ struct Published {
     last_tid: Tid,
 }
 
+pub use group_commit::{Committed, SealTicket};
 pub use invalidations::{Since, SinceBound};
 pub use transaction::Transaction;
 
@@ -504,24 +514,46 @@ impl FileStorage {
         commit::tpc_vote(self, txn)
     }
 
-    /// Flips the status, fsyncs, publishes; returns the tid and the oids
-    /// written (for invalidations). [`Self::make_durable`] then
-    /// [`Self::publish`], for callers that need nothing in between.
+    /// Seals, fsyncs, publishes; returns the tid and the oids written (for
+    /// invalidations). For callers that commit alone; a server calls the
+    /// three steps itself so that it can announce what it publishes.
     pub fn tpc_finish(&self, txn: Transaction) -> Result<(Tid, Vec<Oid>)> {
         commit::tpc_finish(self, txn)
     }
 
-    /// Flips the status and fsyncs (voting first if needed): the
-    /// transaction is on disk but not yet visible to reads. On error it is
-    /// rolled back; drop it (or `tpc_abort` it, which is harmless).
-    pub fn make_durable(&self, txn: &mut Transaction) -> Result<()> {
-        commit::make_durable(self, txn)
+    /// Writes the final status byte (voting first if needed) and queues
+    /// the transaction for durability; frees the commit slot. `tag` comes
+    /// back with the transaction from [`Self::publish_durable`] (the
+    /// server's connection id). On error the transaction is rolled back.
+    pub fn seal(&self, txn: Transaction, tag: u64) -> Result<SealTicket> {
+        commit::seal(self, txn, tag)
     }
 
-    /// Makes a durable transaction visible to reads; in memory only.
-    /// Returns the tid and the oids written (for invalidations).
-    pub fn publish(&self, txn: Transaction) -> Result<(Tid, Vec<Oid>)> {
-        commit::publish(self, txn)
+    /// Blocks until the sealed transaction is on disk, sharing fsyncs with
+    /// concurrent finishers. An error means it never will be: it is not
+    /// published, and the storage refuses commits until reopened.
+    pub fn wait_durable(&self, ticket: &SealTicket) -> Result<()> {
+        group_commit::wait_durable(self, ticket)
+    }
+
+    /// Makes every durable sealed transaction visible to reads, in tid
+    /// order, and returns them (possibly others' transactions, possibly
+    /// none when another caller published the caller's already).
+    pub fn publish_durable(&self) -> Vec<Committed> {
+        group_commit::publish_durable(self)
+    }
+
+    /// Blocks until every sealed transaction is published (false after
+    /// `timeout`). For a caller holding the commit lock that is about to
+    /// show a client the write side's state, e.g. a conflict naming a
+    /// sealed tid the client must then be able to load.
+    pub fn wait_published(&self, timeout: std::time::Duration) -> bool {
+        group_commit::wait_drained(self, timeout)
+    }
+
+    /// `(fsyncs, transactions they made durable)` since open (metrics).
+    pub fn fsync_counts(&self) -> (u64, u64) {
+        self.group.fsync_counts()
     }
 
     /// Undoes whatever the transaction wrote; never fails on a clean state.

@@ -170,12 +170,96 @@ mod tests {
         assert_eq!(b.call("ping", vec![]).await.unwrap(), Value::None);
 
         let ta = a.finish(1).await.unwrap();
-        // B hears of A's commit before its own vote reply.
-        let inval = b.callback().await;
-        assert_eq!(inval.method, "invalidateTransaction");
+        // A's finish released the lock as soon as it was sealed: B's vote
+        // may be answered before A's commit is published, but B hears of
+        // A's commit before its own finish reply.
         assert!(items(&b.reply_to(&vote).await.unwrap()).is_empty());
         let tb = b.finish(2).await.unwrap();
+        let inval = b
+            .callbacks
+            .pop_front()
+            .expect("A's invalidation did not precede B's finish reply");
+        assert_eq!(inval.method, "invalidateTransaction");
+        assert_eq!(
+            inval.args,
+            Value::Tuple(vec![Value::tid(ta), Value::List(vec![Value::oid(oa)])])
+        );
         assert!(tb > ta);
+        server.stop().await;
+    }
+
+    /// Concurrent committers (group commit: their fsyncs are shared and
+    /// one may publish another's transaction): no committer hears of a
+    /// later transaction before its own tid, a third client hears of
+    /// every commit exactly once, in tid order, and every commit is
+    /// covered by an fsync.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_commits_are_announced_in_tid_order() {
+        const WRITERS: usize = 6;
+        const COMMITS: usize = 15;
+        let mut config = harness::config();
+        config.storages[0].options.fsync = true;
+        let server = TestServer::start_with(config).await;
+        let mut observer = server.client().await;
+        let mut writers = Vec::new();
+        for _ in 0..WRITERS {
+            let mut c = server.client().await;
+            let oid = c.new_oid().await;
+            writers.push((c, oid));
+        }
+        let (before, _) = server.storage("1").fsync_counts();
+        let tasks: Vec<_> = writers
+            .into_iter()
+            .map(|(mut c, oid)| {
+                tokio::spawn(async move {
+                    let mut serial = Tid::ZERO;
+                    let mut tids = Vec::new();
+                    for n in 0..COMMITS {
+                        let tid = c
+                            .commit(n as i128 + 1, &[(oid, serial, &record(n as u8))])
+                            .await
+                            .unwrap();
+                        // A ZEO client's cache needs its own tid to be
+                        // after every invalidation that came before it.
+                        for m in c.callbacks.drain(..) {
+                            let Value::Tuple(args) = &m.args else {
+                                panic!("callback args {:?}", m.args)
+                            };
+                            let before = args[0].as_tid().unwrap();
+                            assert!(
+                                before < tid,
+                                "invalidation {before:?} before own tid {tid:?}"
+                            );
+                        }
+                        tids.push(tid);
+                        serial = tid;
+                    }
+                    tids
+                })
+            })
+            .collect();
+        let mut acknowledged = Vec::new();
+        for task in tasks {
+            acknowledged.extend(task.await.unwrap());
+        }
+        let mut announced = Vec::new();
+        while announced.len() < acknowledged.len() {
+            let message = observer.callback().await;
+            assert_eq!(message.method, "invalidateTransaction");
+            let Value::Tuple(args) = &message.args else {
+                panic!("invalidateTransaction args {:?}", message.args)
+            };
+            announced.push(args[0].as_tid().unwrap());
+        }
+        assert!(
+            announced.windows(2).all(|w| w[0] < w[1]),
+            "invalidations out of tid order: {announced:?}"
+        );
+        acknowledged.sort();
+        assert_eq!(announced, acknowledged);
+        let (fsyncs, covered) = server.storage("1").fsync_counts();
+        assert!(fsyncs > before && fsyncs - before <= acknowledged.len() as u64);
+        assert!(covered >= acknowledged.len() as u64);
         server.stop().await;
     }
 

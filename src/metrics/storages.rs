@@ -19,6 +19,8 @@
 //!   zeod_pack_progress_ratio{storage}             0..1 of the running pack's work (0 when none)
 //!   zeod_pack_phase{storage,phase}                1 for the phase the pack is in (idle, prepare, gc, copy, swap, cleanup)
 //!   zeod_loads_total / stores / commits / aborts {storage}
+//!   zeod_fsyncs_total{storage}                    data-file fsyncs made by commits
+//!   zeod_fsync_commits_total{storage}             transactions they made durable (group commit batches)
 //!   zeod_conflicts_total{storage,resolved}        handed back (false) / resolved by zeod (true)
 //!   zeod_process_resident_memory_bytes, zeod_process_open_fds, zeod_process_start_time_seconds
 //!   zeod_build_info{version}                      always 1
@@ -60,6 +62,10 @@ pub struct StorageSample {
     pub aborts: u64,
     pub conflicts: u64,
     pub conflicts_resolved: u64,
+    /// Data-file fsyncs of commits, and the transactions they made durable
+    /// (their ratio is the group commit's batch size).
+    pub fsyncs: u64,
+    pub fsynced_commits: u64,
 }
 
 /// Reads every storage's sample; installed by the server.
@@ -166,6 +172,12 @@ const COUNTERS: &[(&str, &str, Count)] = &[
     ("stores", "Object stores received", |s| s.stores),
     ("commits", "Transactions committed", |s| s.commits),
     ("aborts", "Transactions aborted", |s| s.aborts),
+    ("fsyncs", "Data-file fsyncs made by commits", |s| s.fsyncs),
+    (
+        "fsync_commits",
+        "Transactions made durable by those fsyncs (divided by zeod_fsyncs_total: commits per fsync)",
+        |s| s.fsynced_commits,
+    ),
 ];
 
 impl Collector for StorageCollector {

@@ -3,11 +3,12 @@
 //! nothing touches the storage before `vote`. `vote` takes the storage's
 //! commit lock (waiting voters are queued FIFO, their replies deferred),
 //! begins the storage transaction (which fixes the tid), replays the log,
-//! and votes. `tpc_finish` makes it durable (the fsync, while readers go
-//! on), then publishes it and queues the invalidations to every other
+//! and votes. `tpc_finish` seals it (the final status byte) and releases
+//! the commit lock at once; then it waits for the fsync it shares with the
+//! other finishers (group commit, [`crate::storage::group_commit`]),
+//! publishes what is durable and queues the invalidations to every other
 //! connection under the write side of the visibility lock, so no reply can
-//! overtake them, sends `info` and the tid, and only then releases the
-//! commit lock.
+//! overtake them, and sends `info` and the tid.
 //!
 //! Write conflicts go back to ZEO 5 clients as `{'oid', 'serials', 'data'}`
 //! dicts in the vote result with the log kept, so the client resolves them
@@ -29,7 +30,7 @@ use tokio::time::Instant;
 
 use super::connection::Connection;
 use super::dispatch::{Args, CallError};
-use super::exported::Exported;
+use super::exported::{Exported, Finisher};
 use super::status::Stats;
 use super::txnlog::{replay, PendingTxn, TxnOp, VoteOutcome};
 use super::wire;
@@ -39,6 +40,10 @@ use crate::storage::{self, BeginOptions, FileStorage, TxnMeta};
 
 /// Transactions with at most this much data are replayed on the reactor.
 const INLINE_VOTE_BYTES: usize = 256 * 1024;
+
+/// How long a conflicting vote waits for the transactions before it to be
+/// published (they are only waiting for their fsync).
+const PUBLISH_WAIT: Duration = Duration::from_secs(60);
 
 type LockFuture = Pin<Box<dyn Future<Output = OwnedMutexGuard<()>> + Send>>;
 
@@ -351,6 +356,24 @@ impl Connection {
         if let Some(txn) = self.txn.as_mut() {
             txn.ops = ops;
         }
+        // A conflict may name a transaction sealed but not yet published;
+        // the client must be able to load it (to resolve, or in its retry)
+        // and must hear of it first. A ZEO 4 client must not get another
+        // transaction's invalidation between its vote and its finish
+        // replies: it processes invalidations under the lock its
+        // tpc_finish holds while it waits (a deadlock); with those sealed
+        // before its vote published first, none can come (the commit lock
+        // is held until its finish).
+        if outcome.shows_conflict() || self.z4.is_some() {
+            let storage = exported.storage.clone();
+            let published =
+                tokio::task::spawn_blocking(move || storage.wait_published(PUBLISH_WAIT))
+                    .await
+                    .unwrap_or(false);
+            if !published {
+                tracing::warn!(conn = self.id, storage = %exported.name, "a conflict is answered before the transaction it names is published");
+            }
+        }
         if self.z4.is_some() {
             return self.z4_vote_outcome(outcome, guard, since, msgid).await;
         }
@@ -419,57 +442,74 @@ impl Connection {
         let exported = self.exported()?;
         let info_slot = self.reserve().await.map_err(CallError::Close)?;
         let reply_slot = self.reserve().await.map_err(CallError::Close)?;
-        let storage = exported.storage.clone();
-        // The fsync runs before the write side is taken: the transaction is
-        // not visible until `publish`, so readers need not wait for the
-        // disk, and the commit lock (still held) keeps commits in order.
-        let durable = tokio::task::spawn_blocking(move || {
-            let mut txn = txn;
-            storage.make_durable(&mut txn).map(|()| txn)
-        })
-        .await;
-        let result = match durable {
-            Ok(Ok(txn)) => {
-                let visible = exported.visibility.write().await;
-                match exported.storage.publish(*txn) {
-                    Ok((tid, oids)) => {
-                        exported.broadcast_invalidation(self.id, tid, &oids);
-                        drop(visible);
-                        Stats::bump(&exported.stats.commits);
-                        tracing::debug!(conn = self.id, storage = %exported.name, %tid, objects = oids.len(), "committed");
-                        let info = info_dict(&exported.storage);
-                        info_slot.send(
-                            self.encode_call("info", vec![info])
-                                .map_err(CallError::Close)?,
-                        );
-                        Ok(Value::tid(tid))
-                    }
-                    Err(err) => {
-                        drop(visible);
-                        tracing::error!(conn = self.id, storage = %exported.name, %err, "tpc_finish failed");
-                        Err(CallError::from(err))
-                    }
-                }
-            }
-            Ok(Err(err)) => {
-                tracing::error!(conn = self.id, storage = %exported.name, %err, "tpc_finish failed");
-                Err(CallError::from(err))
+        let tid = txn.tid;
+        // Whoever publishes the transaction answers for it (see
+        // `Exported::announce`); registered before sealing, as another
+        // finisher's fsync may cover and publish it at once.
+        let finisher = Finisher {
+            encoding: self.encoding,
+            info_slot,
+            reply_slot,
+            reply: self
+                .encode_reply(msgid, Ok(Value::tid(tid)))
+                .map_err(CallError::Close)?,
+        };
+        exported.finishers.lock().insert(tid, finisher);
+        // Sealing is one byte written to the page cache: done here, under
+        // the commit lock, which is released right after so the next
+        // voter writes while this transaction waits for the disk.
+        let sealed = exported.storage.seal(*txn, self.id);
+        self.forget_transaction();
+        // A ZEO 4 client keeps the lock until its commit is announced, as
+        // with ZEO 4's server: its client library deadlocks when another
+        // commit's messages come between its own vote and finish (seen in
+        // ZEO 4's CommitLockTests), so its commit is not overlapped.
+        let guard = if self.z4.is_some() {
+            Some(guard)
+        } else {
+            drop(guard);
+            exported.set_lock_time(None);
+            self.shared
+                .metrics
+                .lock_hold(&exported.name, since.elapsed());
+            None
+        };
+        let result = match sealed {
+            // Its own task, so that a connection that goes away meanwhile
+            // cannot leave its transaction unannounced.
+            Ok(ticket) => tokio::spawn(publish_sealed(Arc::clone(&exported), ticket))
+                .await
+                .unwrap_or_else(|err| {
+                    Err(storage::Error::Io {
+                        context: "waiting for the fsync".into(),
+                        source: std::io::Error::other(err.to_string()),
+                    })
+                }),
+            Err(err) => Err(err),
+        };
+        if let Some(guard) = guard {
+            drop(guard);
+            exported.set_lock_time(None);
+            self.shared
+                .metrics
+                .lock_hold(&exported.name, since.elapsed());
+        }
+        match result {
+            Ok(()) => {
+                Stats::bump(&exported.stats.commits);
+                tracing::debug!(conn = self.id, storage = %exported.name, %tid, "committed");
             }
             Err(err) => {
-                tracing::error!(conn = self.id, storage = %exported.name, %err, "tpc_finish panicked");
-                Err(CallError::message(
-                    "ZODB.POSException.StorageSystemError",
-                    "tpc_finish failed",
-                ))
+                tracing::error!(conn = self.id, storage = %exported.name, %err, "tpc_finish failed");
+                // Not published, so nobody answered for it.
+                if let Some(f) = exported.finishers.lock().remove(&tid) {
+                    f.reply_slot.send(
+                        self.encode_reply(msgid, Err(CallError::from(err)))
+                            .map_err(CallError::Close)?,
+                    );
+                }
             }
-        };
-        reply_slot.send(self.encode_reply(msgid, result).map_err(CallError::Close)?);
-        self.forget_transaction();
-        drop(guard);
-        exported.set_lock_time(None);
-        self.shared
-            .metrics
-            .lock_hold(&exported.name, since.elapsed());
+        }
         Ok(())
     }
 
@@ -537,6 +577,29 @@ impl Connection {
             }
         }
     }
+}
+
+/// Waits until the sealed transaction is durable, then publishes whatever
+/// is durable and announces it, in tid order, under the write side of the
+/// visibility lock. Whoever publishes a batch announces every transaction
+/// in it (its committer's reply, its invalidation to everyone else), so
+/// each connection sees replies and invalidations in tid order even when
+/// a later committer wakes first.
+async fn publish_sealed(
+    exported: Arc<Exported>,
+    ticket: storage::SealTicket,
+) -> storage::Result<()> {
+    let storage = exported.storage.clone();
+    tokio::task::spawn_blocking(move || storage.wait_durable(&ticket))
+        .await
+        .map_err(|err| storage::Error::Io {
+            context: "waiting for the fsync".into(),
+            source: std::io::Error::other(err.to_string()),
+        })??;
+    let visible = exported.visibility.write().await;
+    exported.announce(&exported.storage.publish_durable());
+    drop(visible);
+    Ok(())
 }
 
 /// `{'length': …, 'size': …}` for `info` callbacks.

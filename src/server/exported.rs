@@ -12,7 +12,7 @@ use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
 
 use super::invalidations::InvalidationQueue;
-use super::outbound::Outbound;
+use super::outbound::{Outbound, Slot};
 use super::status::Stats;
 use crate::ids::{Oid, Tid};
 use crate::protocol::{Encoding, Message, Value};
@@ -20,6 +20,18 @@ use crate::storage::FileStorage;
 
 /// Identifies a connection for the life of the process.
 pub type ConnId = u64;
+
+/// A committer's answer to `tpc_finish`, sent by whoever publishes its
+/// transaction: queued on the committer's connection before any later
+/// transaction's invalidation, as a ZEO client's cache requires (its last
+/// tid only moves forward).
+pub struct Finisher {
+    pub encoding: Encoding,
+    pub info_slot: Slot,
+    pub reply_slot: Slot,
+    /// The encoded reply carrying the tid.
+    pub reply: Vec<u8>,
+}
 
 /// What a committer needs to reach another connection.
 #[derive(Clone)]
@@ -47,6 +59,8 @@ pub struct Exported {
     /// overtake T's `invalidateTransaction` on any connection.
     pub visibility: RwLock<()>,
     pub peers: Mutex<HashMap<ConnId, Peer>>,
+    /// Sealed transactions' pending `tpc_finish` answers, by tid.
+    pub finishers: Mutex<HashMap<Tid, Finisher>>,
     pub invalidations: Mutex<InvalidationQueue>,
     pub stats: Stats,
     /// Voters waiting for the commit lock (for `server_status`).
@@ -71,6 +85,7 @@ impl Exported {
             commit_lock: Arc::new(tokio::sync::Mutex::new(())),
             visibility: RwLock::new(()),
             peers: Mutex::new(HashMap::new()),
+            finishers: Mutex::new(HashMap::new()),
             invalidations: Mutex::new(invalidations),
             stats: Stats::default(),
             waiting: AtomicUsize::new(0),
@@ -108,6 +123,30 @@ impl Exported {
             ]),
         };
         self.send_to_all(Some(committer), &call);
+    }
+
+    /// Under the write side of `visibility`, for each transaction just
+    /// published, in tid order: its committer's `info` and `tpc_finish`
+    /// reply, then its invalidation to everyone else.
+    pub fn announce(&self, committed: &[crate::storage::Committed]) {
+        for c in committed {
+            if let Some(f) = self.finishers.lock().remove(&c.tid) {
+                let info = Message {
+                    msgid: Value::Int(0),
+                    flags: Value::Bool(true),
+                    method: "info".into(),
+                    args: Value::Tuple(vec![super::commit::info_dict(&self.storage)]),
+                };
+                match super::wire::encode(f.encoding, &info) {
+                    Ok(bytes) => f.info_slot.send(bytes),
+                    Err(err) => {
+                        tracing::error!(storage = %self.name, %err, "cannot encode info")
+                    }
+                }
+                f.reply_slot.send(f.reply);
+            }
+            self.broadcast_invalidation(c.tag, c.tid, &c.oids);
+        }
     }
 
     /// Queues `info({'length', 'size'})` on every connection of this

@@ -139,6 +139,7 @@ pub fn sample(exported: &Exported, now: f64) -> crate::metrics::StorageSample {
     let s = &exported.stats;
     let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
     let storage = &exported.storage;
+    let (fsyncs, fsynced_commits) = storage.fsync_counts();
     let pack = storage.pack_progress().snapshot();
     crate::metrics::StorageSample {
         name: exported.name.clone(),
@@ -162,6 +163,8 @@ pub fn sample(exported: &Exported, now: f64) -> crate::metrics::StorageSample {
         aborts: get(&s.aborts),
         conflicts: get(&s.conflicts),
         conflicts_resolved: get(&s.conflicts_resolved),
+        fsyncs,
+        fsynced_commits,
     }
 }
 

@@ -88,6 +88,20 @@ pub enum VoteOutcome {
     },
 }
 
+impl VoteOutcome {
+    /// A write or read conflict goes back to the client.
+    pub fn shows_conflict(&self) -> bool {
+        match self {
+            VoteOutcome::Conflicts(_) => true,
+            VoteOutcome::Failed { error, .. } => matches!(
+                error,
+                storage::Error::Conflict { .. } | storage::Error::ReadConflict { .. }
+            ),
+            VoteOutcome::Voted { .. } => false,
+        }
+    }
+}
+
 /// Begins the storage transaction and applies the log (blocking).
 pub fn replay(storage: &FileStorage, begin: BeginOptions, ops: &[TxnOp]) -> VoteOutcome {
     let mut txn = match storage.tpc_begin(begin) {

@@ -1,9 +1,11 @@
 //! The write path: `tpc_begin` → store/restore/delete/undo (records go to
 //! an in-memory buffer, positioned as if the header were already at the end
 //! of the file) → `tpc_vote` (append with status 'c', not yet visible) →
-//! `tpc_finish` (flip the status byte, fsync — `make_durable` — then
-//! `publish` to the index) or
-//! `tpc_abort` (truncate). One transaction at a time, enforced by `busy`.
+//! `seal` (flip the status byte, free the commit slot) → durability and
+//! publication ([`super::group_commit`]), or `tpc_abort` (truncate). One
+//! transaction at a time between `tpc_begin` and `seal`, enforced by `busy`.
+//! The write side sees sealed transactions that are not yet published:
+//! conflict checks, the next tid and where the next transaction goes.
 
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
@@ -12,9 +14,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracing::{debug, error, warn};
+use tracing::{error, warn};
 
 use super::format::{encode_txn_header, DataHeader, DATA_HEADER_LEN, STATUS_DONE, STATUS_PACKED};
+use super::group_commit::{self, SealTicket, Sealed};
 use super::transaction::{remove_blobs, BusyGuard, Transaction};
 use super::{BeginOptions, Error, FileStorage, Result};
 use crate::ids::{Oid, Tid};
@@ -83,14 +86,12 @@ pub(super) fn tpc_begin(s: &FileStorage, options: BeginOptions) -> Result<Transa
             char::from(status)
         )));
     }
+    s.group.check_usable(s)?;
     if !take_busy(s) {
         return Err(Error::TransactionInProgress);
     }
     let busy = BusyGuard(Arc::clone(&s.busy));
-    let (file, end, last) = {
-        let p = s.published.read();
-        (Arc::clone(&p.file), p.end, p.last_tid)
-    };
+    let (file, end, last) = group_commit::write_tail(s);
     let mut last_begun = s.last_begun.lock();
     let tid = match options.tid {
         Some(tid) if tid <= last => {
@@ -130,7 +131,6 @@ pub(super) fn tpc_begin(s: &FileStorage, options: BeginOptions) -> Result<Transa
         pending_blobs: Vec::new(),
         installed_blobs: Vec::new(),
         voted: false,
-        durable: false,
         resolved: Vec::new(),
         _busy: busy,
     })
@@ -143,9 +143,10 @@ fn bump_max_oid(s: &FileStorage, oid: Oid) {
     }
 }
 
-/// The committed (published) tid of `oid` and its record position.
+/// The committed tid of `oid` and its record position, sealed
+/// transactions included.
 fn committed(s: &FileStorage, oid: Oid) -> Result<Option<(u64, Tid)>> {
-    let Ok((pos, file)) = s.locate(oid) else {
+    let Some((pos, file)) = group_commit::locate_written(s, oid) else {
         return Ok(None);
     };
     let h = s.reader(&file).data_header_of(pos, oid)?;
@@ -208,7 +209,11 @@ fn resolve_conflict(
         return Err(conflict);
     }
     // A revision packed away or a deleted object cannot be merged.
-    let (Ok(old), Ok(current)) = (s.load_serial(oid, serial), s.load_serial(oid, committed)) else {
+    let Some((pos, file)) = group_commit::locate_written(s, oid) else {
+        return Err(conflict);
+    };
+    let load = |tid| super::read::load_serial_at(s, &file, pos, oid, tid);
+    let (Ok(old), Ok(current)) = (load(serial), load(committed)) else {
         return Err(conflict);
     };
     crate::conflict::try_resolve(oid, &old, &current, data).map_err(|_| conflict)
@@ -243,7 +248,8 @@ pub(super) fn check_current_serial(
     serial: Tid,
 ) -> Result<()> {
     check_owner(s, txn)?;
-    let committed = s.get_tid(oid)?;
+    let (pos, file) = group_commit::locate_written(s, oid).ok_or(Error::PosKey(oid))?;
+    let committed = super::read::get_tid_at(s, &file, pos, oid)?;
     if committed != serial {
         return Err(Error::ReadConflict {
             oid,
@@ -304,7 +310,7 @@ pub(super) fn restore(
         },
         None => 0,
     };
-    let prev = s.published.read().index.get(oid).unwrap_or(0);
+    let prev = group_commit::locate_written(s, oid).map_or(0, |(pos, _)| pos);
     let payload = if back != 0 { None } else { data };
     let plen = payload.map_or(0, |d| d.len() as u64);
     let h = DataHeader {
@@ -394,27 +400,16 @@ pub(super) fn tpc_vote(s: &FileStorage, txn: &mut Transaction) -> Result<Vec<Oid
     Ok(txn.resolved.clone())
 }
 
-/// The first half of `tpc_finish`: flips the status byte and fsyncs, so
-/// the transaction survives a crash, without publishing it. Readers still
-/// see the previous state until [`publish`]; the server runs this half
-/// outside its visibility lock, so loads do not wait for the disk. On
-/// failure the transaction is rolled back (truncated) and must be dropped.
-pub(super) fn make_durable(s: &FileStorage, txn: &mut Transaction) -> Result<()> {
-    if txn.durable {
-        return Ok(());
-    }
+/// Writes the final status byte and queues the transaction for the shared
+/// fsync; dropping the transaction here frees the commit slot, so the next
+/// one can be written while this one waits for the disk. On failure the
+/// transaction is rolled back (truncated).
+pub(super) fn seal(s: &FileStorage, mut txn: Transaction, tag: u64) -> Result<SealTicket> {
     if !txn.voted {
-        tpc_vote(s, txn)?;
+        tpc_vote(s, &mut txn)?;
     }
-    let sync = || -> std::io::Result<()> {
-        txn.file.write_all_at(&[txn.status], txn.tpos + 16)?;
-        if s.options.fsync {
-            txn.file.sync_data()?;
-        }
-        Ok(())
-    };
-    if let Err(source) = sync() {
-        error!(path = %s.path.display(), %source, "could not make a transaction durable; rolling it back");
+    if let Err(source) = txn.file.write_all_at(&[txn.status], txn.tpos + 16) {
+        error!(path = %s.path.display(), %source, "could not seal a transaction; rolling it back");
         let _ = txn.file.set_len(txn.tpos);
         remove_blobs(&mut txn.installed_blobs);
         return Err(Error::Io {
@@ -422,34 +417,26 @@ pub(super) fn make_durable(s: &FileStorage, txn: &mut Transaction) -> Result<()>
             source,
         });
     }
-    txn.durable = true;
-    Ok(())
+    let sealed = Sealed {
+        tid: txn.tid,
+        tag,
+        tpos: txn.tpos,
+        end: txn.here() + 8,
+        tindex: std::mem::take(&mut txn.tindex),
+        oids: std::mem::take(&mut txn.oids),
+        blobs: std::mem::take(&mut txn.installed_blobs),
+    };
+    Ok(group_commit::enqueue(s, sealed))
 }
 
-/// The second half of `tpc_finish`: makes a durable transaction visible to
-/// reads (index entries, end, last tid). In memory only: microseconds.
-pub(super) fn publish(s: &FileStorage, mut txn: Transaction) -> Result<(Tid, Vec<Oid>)> {
-    if !txn.durable {
-        return Err(Error::BadArgument(
-            "publish of a transaction that is not durable".into(),
-        ));
-    }
-    let end = txn.tpos + txn.thl + txn.buf.len() as u64 + 8;
-    {
-        let mut p = s.published.write();
-        for (oid, pos) in &txn.tindex {
-            p.index.insert(*oid, *pos);
-        }
-        p.end = end;
-        p.last_tid = txn.tid;
-    }
-    debug!(tid = %txn.tid, objects = txn.oids.len(), end, "transaction finished");
-    Ok((txn.tid, std::mem::take(&mut txn.oids)))
-}
-
-pub(super) fn tpc_finish(s: &FileStorage, mut txn: Transaction) -> Result<(Tid, Vec<Oid>)> {
-    make_durable(s, &mut txn)?;
-    publish(s, txn)
+/// The whole finish for a caller that commits alone: seal, fsync,
+/// publish. Returns the transaction's tid and oids (whatever else the
+/// same publication made visible is not reported).
+pub(super) fn tpc_finish(s: &FileStorage, txn: Transaction) -> Result<(Tid, Vec<Oid>)> {
+    let ticket = seal(s, txn, 0)?;
+    group_commit::wait_durable(s, &ticket)?;
+    group_commit::publish_durable(s);
+    Ok((ticket.tid, ticket.oids))
 }
 
 pub(super) fn tpc_abort(s: &FileStorage, mut txn: Transaction) {

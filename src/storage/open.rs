@@ -150,6 +150,7 @@ pub(super) fn open(path: &Path, options: OpenOptions) -> Result<FileStorage> {
         pack_holds_busy: AtomicBool::new(false),
         blobs,
         options,
+        group: Default::default(),
     };
     if rebuilt && !read_only {
         storage.save_index()?;

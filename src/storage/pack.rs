@@ -53,6 +53,9 @@ impl Drop for Slot<'_> {
 /// How long the pack waits for a running commit to end.
 const SLOT_WAIT: Duration = Duration::from_secs(300);
 
+/// Takes the commit slot, then waits for the sealed transactions to be
+/// published: the tail copied under the slot must be all of them, and the
+/// file they are fsynced in must not be swapped away beneath them.
 fn take_slot(s: &FileStorage) -> Result<Slot<'_>> {
     let deadline = Instant::now() + SLOT_WAIT;
     loop {
@@ -61,7 +64,12 @@ fn take_slot(s: &FileStorage) -> Result<Slot<'_>> {
             .is_ok()
         {
             s.pack_holds_busy.store(true, Ordering::SeqCst);
-            return Ok(Slot(s));
+            let slot = Slot(s);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !super::group_commit::wait_drained(s, left) {
+                return Err(Error::TransactionInProgress);
+            }
+            return Ok(slot);
         }
         if Instant::now() >= deadline {
             return Err(Error::TransactionInProgress);
@@ -232,6 +240,7 @@ fn pack_into(
             last_tid,
         };
     }
+    super::group_commit::file_replaced(s);
     // Still holding the slot: no vote can install a blob into a directory
     // the cleanup is pruning.
     if let Some(blobs) = &s.blobs {

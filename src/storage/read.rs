@@ -56,8 +56,20 @@ pub(super) fn load_before(s: &FileStorage, oid: Oid, before: Tid) -> Result<Opti
 }
 
 pub(super) fn load_serial(s: &FileStorage, oid: Oid, serial: Tid) -> Result<Vec<u8>> {
-    let (mut pos, file) = s.locate(oid)?;
-    let r = s.reader(&file);
+    let (pos, file) = s.locate(oid)?;
+    load_serial_at(s, &file, pos, oid, serial)
+}
+
+/// `load_serial` walking back from the record at `pos` (the write side
+/// starts at sealed transactions readers do not see yet).
+pub(super) fn load_serial_at(
+    s: &FileStorage,
+    file: &std::fs::File,
+    mut pos: u64,
+    oid: Oid,
+    serial: Tid,
+) -> Result<Vec<u8>> {
+    let r = s.reader(file);
     loop {
         let p = r.peek(pos, oid)?;
         if p.h.tid == serial {
@@ -75,7 +87,12 @@ pub(super) fn load_serial(s: &FileStorage, oid: Oid, serial: Tid) -> Result<Vec<
 
 pub(super) fn get_tid(s: &FileStorage, oid: Oid) -> Result<Tid> {
     let (pos, file) = s.locate(oid)?;
-    let r = s.reader(&file);
+    get_tid_at(s, &file, pos, oid)
+}
+
+/// `get_tid` of the record at `pos`.
+pub(super) fn get_tid_at(s: &FileStorage, file: &std::fs::File, pos: u64, oid: Oid) -> Result<Tid> {
+    let r = s.reader(file);
     let p = r.peek(pos, oid)?;
     if p.h.plen == 0 && p.back(&r)? == 0 {
         return Err(Error::PosKey(oid));
@@ -123,10 +140,20 @@ pub(super) fn record_iternext(s: &FileStorage, next: Option<Oid>) -> Result<Opti
 /// calling `f(pos, header)` until it returns false or the file start.
 pub(super) fn walk_back(
     s: &FileStorage,
+    f: impl FnMut(Reader<'_>, u64, &super::format::TxnHeader) -> Result<bool>,
+) -> Result<()> {
+    let (file, end) = s.snapshot();
+    walk_back_from(s, &file, end, f)
+}
+
+/// `walk_back` from `pos` (the write side starts past sealed transactions).
+fn walk_back_from(
+    s: &FileStorage,
+    file: &std::fs::File,
+    mut pos: u64,
     mut f: impl FnMut(Reader<'_>, u64, &super::format::TxnHeader) -> Result<bool>,
 ) -> Result<()> {
-    let (file, mut pos) = s.snapshot();
-    let r = s.reader(&file);
+    let r = s.reader(file);
     while pos > 4 + TXN_HEADER_LEN {
         let tl = r.u64_at(pos - 8)?;
         let tpos = pos
@@ -215,10 +242,12 @@ pub(super) fn last_invalidations(s: &FileStorage, n: usize) -> Result<Vec<(Tid, 
 }
 
 /// Python's `_txn_find`: the position of the transaction with `tid`,
-/// searching back from the end.
+/// searching back from the end the write side sees (undo and restore
+/// may name a transaction sealed but not yet published).
 pub(super) fn txn_find(s: &FileStorage, tid: Tid) -> Result<Option<u64>> {
     let mut found = None;
-    walk_back(s, |_, tpos, h| {
+    let (file, end, _) = super::group_commit::write_tail(s);
+    walk_back_from(s, &file, end, |_, tpos, h| {
         if h.tid == tid {
             found = Some(tpos);
             return Ok(false);

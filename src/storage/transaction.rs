@@ -49,8 +49,6 @@ pub struct Transaction {
     /// Blob files installed (removed again on abort).
     pub(super) installed_blobs: Vec<PathBuf>,
     pub(super) voted: bool,
-    /// Status flipped and fsynced (`make_durable`); only `publish` is left.
-    pub(super) durable: bool,
     /// Oids whose write conflicts the storage resolved (`tpc_vote`'s answer).
     pub(super) resolved: Vec<Oid>,
     pub(super) _busy: BusyGuard,

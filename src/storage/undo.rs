@@ -107,7 +107,7 @@ fn undo_record(
     let file = txn.data_file();
     let r = s.reader(&file);
     let in_txn = txn.tindex_get(oid);
-    let ipos = s.published.read().index.get(oid).unwrap_or(0);
+    let ipos = super::group_commit::locate_written(s, oid).map_or(0, |(pos, _)| pos);
     let tipos = in_txn.unwrap_or(ipos);
     // (data undone, current data) when they differ and must be merged.
     let mut merge = None;
