@@ -467,6 +467,21 @@ impl<'a> SeqReader<'a> {
         let b = self.get(pos, 8)?;
         Ok(u64::from_be_bytes(be8(b)))
     }
+
+    /// The back pointer of the record at `pos` (see [`Reader::back_of`]).
+    pub fn back_of(&mut self, pos: u64) -> Result<u64> {
+        self.u64_at(pos + DATA_HEADER_LEN)
+    }
+
+    /// `len` bytes at `pos`, copied out. A length beyond the buffer's
+    /// capacity goes to [`Reader::read_vec`], which checks it against the
+    /// file's size before allocating (the length comes from the file).
+    pub fn read_vec(&mut self, pos: u64, len: u64) -> Result<Vec<u8>> {
+        match usize::try_from(len) {
+            Ok(n) if n <= self.cap => Ok(self.get(pos, n)?.to_vec()),
+            _ => self.r.read_vec(pos, len),
+        }
+    }
 }
 
 /// The 23-byte header, user, description and extension of a new txn.

@@ -8,7 +8,9 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::super::blob::is_blob_record;
-use super::super::format::{DataHeader, Reader, TxnHeader, DATA_HEADER_LEN, MAGIC, STATUS_PACKED};
+use super::super::format::{
+    DataHeader, Reader, SeqReader, TxnHeader, DATA_HEADER_LEN, MAGIC, STATUS_PACKED,
+};
 use super::super::index::Index;
 use super::super::{Error, Result};
 use super::gc::Gc;
@@ -74,8 +76,13 @@ impl<'p> PackOut<'p> {
     }
 }
 
-fn header_bytes(r: Reader<'_>, pos: u64, h: &TxnHeader, status: u8) -> Result<Vec<u8>> {
-    let mut v = r.read_vec(pos, h.header_len())?;
+/// The copies walk the input front to back: its headers and data come
+/// through a buffer instead of one `pread` per 42-byte header; only back
+/// pointers (and the blob duplicate check) read elsewhere.
+const COPY_BUFFER: usize = 1 << 20;
+
+fn header_bytes(seq: &mut SeqReader<'_>, pos: u64, h: &TxnHeader, status: u8) -> Result<Vec<u8>> {
+    let mut v = seq.read_vec(pos, h.header_len())?;
     v[16] = status;
     Ok(v)
 }
@@ -93,16 +100,17 @@ pub fn copy_to_packtime(
     dropped: &mut Vec<DroppedBlob>,
 ) -> Result<u64> {
     let r = gc.r;
+    let mut seq = SeqReader::new(r, COPY_BUFFER, gc.packpos);
     let mut pos = 4;
     while pos < gc.packpos {
         gc.progress.set(gc.eof + pos);
-        let th = r.txn_header(pos)?;
+        let th = seq.txn_header(pos)?;
         let tend = pos + th.tlen;
         let new_tpos = out.pos;
         let mut buf: Vec<u8> = Vec::new();
         let mut rpos = pos + th.header_len();
         while rpos < tend {
-            let d = r.data_header(rpos)?;
+            let d = seq.data_header(rpos)?;
             let here = rpos;
             rpos += d.record_len();
             let reachable = gc.is_reachable(d.oid, here);
@@ -110,9 +118,9 @@ pub fn copy_to_packtime(
                 continue;
             }
             let data = if d.plen > 0 {
-                Some(r.read_vec(here + DATA_HEADER_LEN, d.plen)?)
+                Some(seq.read_vec(here + DATA_HEADER_LEN, d.plen)?)
             } else {
-                via_back(r, d.oid, r.back_of(here)?)?
+                via_back(r, d.oid, seq.back_of(here)?)?
             };
             if !reachable {
                 if data.as_deref().is_some_and(is_blob_record) {
@@ -131,7 +139,7 @@ pub fn copy_to_packtime(
                 continue;
             }
             if buf.is_empty() {
-                buf = header_bytes(r, pos, &th, STATUS_PACKED)?;
+                buf = header_bytes(&mut seq, pos, &th, STATUS_PACKED)?;
             }
             let data = data.unwrap_or_default();
             let h = DataHeader {
@@ -156,7 +164,7 @@ pub fn copy_to_packtime(
             buf.extend_from_slice(&tlen.to_be_bytes());
             out.append(&buf)?;
         }
-        if r.u64_at(tend)? != th.tlen {
+        if seq.u64_at(tend)? != th.tlen {
             return Err(r.corrupt(tend, "redundant transaction length does not match"));
         }
         pos = tend + 8;
@@ -175,22 +183,23 @@ pub fn copy_rest(
     offset: u64,
 ) -> Result<u64> {
     progress.set_total(offset + end);
+    let mut seq = SeqReader::new(r, COPY_BUFFER, end);
     while ipos < end {
         progress.set(offset + ipos);
-        let th = r.txn_header(ipos)?;
+        let th = seq.txn_header(ipos)?;
         let tpos = out.pos;
-        let mut buf = header_bytes(r, ipos, &th, th.status)?;
+        let mut buf = header_bytes(&mut seq, ipos, &th, th.status)?;
         let mut tindex: Vec<(Oid, u64)> = Vec::new();
         let tend = ipos + th.tlen;
         let mut rpos = ipos + th.header_len();
         while rpos < tend {
-            let d = r.data_header(rpos)?;
+            let d = seq.data_header(rpos)?;
             let here = rpos;
             rpos += d.record_len();
             let (data, prev_txn) = if d.plen > 0 {
-                (Some(r.read_vec(here + DATA_HEADER_LEN, d.plen)?), None)
+                (Some(seq.read_vec(here + DATA_HEADER_LEN, d.plen)?), None)
             } else {
-                let back = r.back_of(here)?;
+                let back = seq.back_of(here)?;
                 let prev_txn = if back != 0 {
                     Some(r.data_header(back)?.tid)
                 } else {
