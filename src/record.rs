@@ -30,7 +30,7 @@ mod refs;
 mod write;
 
 pub use read::{parse, parse_pickles, Reader};
-pub use refs::{references, RefsError};
+pub use refs::{references, references_into, RefsError};
 pub use write::{write, write_py2, Writer};
 
 /// A Python object as a pickle describes it. Containers are shared

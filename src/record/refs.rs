@@ -35,7 +35,9 @@ struct Machine<'a> {
     p: &'a [u8],
     at: usize,
     stack: Vec<V>,
-    memo: std::collections::HashMap<u64, V>,
+    /// Memo keys are small integers: FxHash, not SipHash (the pack's
+    /// reference walk runs this per record).
+    memo: rustc_hash::FxHashMap<u64, V>,
 }
 
 impl<'a> Machine<'a> {
@@ -368,18 +370,24 @@ fn unescape(s: &[u8]) -> Vec<u8> {
 
 /// The oids referenced by a record's data (class pickle + state pickle).
 pub fn references(data: &[u8]) -> Result<Vec<Oid>, RefsError> {
+    let mut out = Vec::new();
+    references_into(data, &mut out)?;
+    Ok(out)
+}
+
+/// [`references`], appended to `out` (the pack's walk reuses one vector).
+pub fn references_into(data: &[u8], out: &mut Vec<Oid>) -> Result<(), RefsError> {
     let mut m = Machine {
         p: data,
         at: 0,
         stack: Vec::new(),
         memo: Default::default(),
     };
-    let mut out = Vec::new();
-    m.run(&mut out)?;
+    m.run(out)?;
     if m.at < data.len() {
-        m.run(&mut out)?;
+        m.run(out)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -23,12 +23,14 @@
 //! roughly 8 plus per-bucket object headers, a dict over 100.
 
 mod bucket;
+mod builder;
 mod keys;
 mod positions;
 
 use std::collections::BTreeMap;
 
 use bucket::Bucket;
+pub use builder::IndexBuilder;
 
 use crate::ids::Oid;
 

@@ -235,7 +235,7 @@ fn pack_into(
         let last_tid = p.last_tid;
         *p = Published {
             file: Arc::new(new_file),
-            index,
+            index: index.finish(),
             end: new_end,
             last_tid,
         };

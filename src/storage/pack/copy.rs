@@ -11,7 +11,7 @@ use super::super::blob::is_blob_record;
 use super::super::format::{
     DataHeader, Reader, SeqReader, TxnHeader, DATA_HEADER_LEN, MAGIC, STATUS_PACKED,
 };
-use super::super::index::Index;
+use super::super::index::IndexBuilder;
 use super::super::{Error, Result};
 use super::gc::Gc;
 use crate::ids::{Oid, Tid};
@@ -31,7 +31,7 @@ pub struct PackOut<'p> {
     pub path: &'p Path,
     pub pos: u64,
     /// oid → position of its current record in the new file.
-    pub index: Index,
+    pub index: IndexBuilder,
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
@@ -55,7 +55,7 @@ impl<'p> PackOut<'p> {
             file,
             path,
             pos: MAGIC.len() as u64,
-            index: Index::new(),
+            index: IndexBuilder::default(),
         })
     }
 
