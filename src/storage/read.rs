@@ -4,12 +4,12 @@
 
 use base64::Engine;
 
-use super::format::{Peek, Reader, STATUS_DONE, STATUS_PACKED, TXN_HEADER_LEN};
+use super::format::{Peek, PeekBuf, Reader, PEEK, STATUS_DONE, STATUS_PACKED, TXN_HEADER_LEN};
 use super::{Error, FileStorage, HistoryEntry, IterNext, LoadBefore, Result, UndoEntry};
 use crate::ids::{Oid, Tid};
 
 /// The pickle of a peeked record, following back pointers.
-fn data_of(r: Reader<'_>, oid: Oid, pos: u64, p: &Peek) -> Result<Vec<u8>> {
+fn data_of(r: Reader<'_>, oid: Oid, pos: u64, p: &Peek<'_>) -> Result<Vec<u8>> {
     if p.h.plen > 0 {
         return p.data(&r);
     }
@@ -26,16 +26,18 @@ fn data_of(r: Reader<'_>, oid: Oid, pos: u64, p: &Peek) -> Result<Vec<u8>> {
 pub(super) fn load(s: &FileStorage, oid: Oid) -> Result<(Vec<u8>, Tid)> {
     let (pos, file) = s.locate(oid)?;
     let r = s.reader(&file);
-    let p = r.peek(pos, oid)?;
+    let mut buf: PeekBuf = [0; PEEK];
+    let p = r.peek(pos, oid, &mut buf)?;
     Ok((data_of(r, oid, pos, &p)?, p.h.tid))
 }
 
 pub(super) fn load_before(s: &FileStorage, oid: Oid, before: Tid) -> Result<Option<LoadBefore>> {
     let (mut pos, file) = s.locate(oid)?;
     let r = s.reader(&file);
+    let mut buf: PeekBuf = [0; PEEK];
     let mut end = None;
     loop {
-        let p = r.peek(pos, oid)?;
+        let p = r.peek(pos, oid, &mut buf)?;
         if p.h.tid < before {
             let data = data_of(r, oid, pos, &p)?;
             return Ok(Some(LoadBefore {
@@ -70,8 +72,9 @@ pub(super) fn load_serial_at(
     serial: Tid,
 ) -> Result<Vec<u8>> {
     let r = s.reader(file);
+    let mut buf: PeekBuf = [0; PEEK];
     loop {
-        let p = r.peek(pos, oid)?;
+        let p = r.peek(pos, oid, &mut buf)?;
         if p.h.tid == serial {
             return data_of(r, oid, pos, &p);
         }
@@ -93,7 +96,8 @@ pub(super) fn get_tid(s: &FileStorage, oid: Oid) -> Result<Tid> {
 /// `get_tid` of the record at `pos`.
 pub(super) fn get_tid_at(s: &FileStorage, file: &std::fs::File, pos: u64, oid: Oid) -> Result<Tid> {
     let r = s.reader(file);
-    let p = r.peek(pos, oid)?;
+    let mut buf: PeekBuf = [0; PEEK];
+    let p = r.peek(pos, oid, &mut buf)?;
     if p.h.plen == 0 && p.back(&r)? == 0 {
         return Err(Error::PosKey(oid));
     }
