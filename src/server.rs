@@ -8,7 +8,7 @@
 //! connection ([`connection`]): a reading loop that runs calls in order and
 //! a writer task draining a bounded queue ([`outbound`]). Calls are routed
 //! and their errors mapped to ZODB exceptions in [`dispatch`]; commits in
-//! [`commit`]; reads in [`reads`]; blobs in [`blobs`]; `getInvalidations`
+//! [`commit`] (begin, stores, vote) and [`finish`] (finish, abort); reads in [`reads`]; blobs in [`blobs`]; `getInvalidations`
 //! beyond the queue's reach, read back from the file, in [`catch_up`];
 //! what ZEO 4-era clients (Z4, Z3101, Z310, Z309) get differently in
 //! [`legacy`].
@@ -20,6 +20,7 @@ mod connection;
 mod dispatch;
 mod eventlog;
 mod exported;
+mod finish;
 mod invalidations;
 mod iterators;
 mod legacy;

@@ -521,41 +521,6 @@ impl FileStorage {
         commit::tpc_finish(self, txn)
     }
 
-    /// Writes the final status byte (voting first if needed) and queues
-    /// the transaction for durability; frees the commit slot. `tag` comes
-    /// back with the transaction from [`Self::publish_durable`] (the
-    /// server's connection id). On error the transaction is rolled back.
-    pub fn seal(&self, txn: Transaction, tag: u64) -> Result<SealTicket> {
-        commit::seal(self, txn, tag)
-    }
-
-    /// Blocks until the sealed transaction is on disk, sharing fsyncs with
-    /// concurrent finishers. An error means it never will be: it is not
-    /// published, and the storage refuses commits until reopened.
-    pub fn wait_durable(&self, ticket: &SealTicket) -> Result<()> {
-        group_commit::wait_durable(self, ticket)
-    }
-
-    /// Makes every durable sealed transaction visible to reads, in tid
-    /// order, and returns them (possibly others' transactions, possibly
-    /// none when another caller published the caller's already).
-    pub fn publish_durable(&self) -> Vec<Committed> {
-        group_commit::publish_durable(self)
-    }
-
-    /// Blocks until every sealed transaction is published (false after
-    /// `timeout`). For a caller holding the commit lock that is about to
-    /// show a client the write side's state, e.g. a conflict naming a
-    /// sealed tid the client must then be able to load.
-    pub fn wait_published(&self, timeout: std::time::Duration) -> bool {
-        group_commit::wait_drained(self, timeout)
-    }
-
-    /// `(fsyncs, transactions they made durable)` since open (metrics).
-    pub fn fsync_counts(&self) -> (u64, u64) {
-        self.group.fsync_counts()
-    }
-
     /// Undoes whatever the transaction wrote; never fails on a clean state.
     pub fn tpc_abort(&self, txn: Transaction) {
         commit::tpc_abort(self, txn)

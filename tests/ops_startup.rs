@@ -14,6 +14,7 @@ mod process;
 #[allow(clippy::unwrap_used)]
 mod tests {
     use std::net::TcpStream;
+    use std::path::PathBuf;
     use std::process::{Command, Stdio};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
@@ -30,30 +31,56 @@ mod tests {
         })
     }
 
+    /// A 64 MiB Data.fs and the `zeod serve` command for it, logging to
+    /// `server.log` and writing its address to `address` once it listens.
+    struct BigStorage {
+        dir: tempfile::TempDir,
+        path: PathBuf,
+        address_file: PathBuf,
+        log_path: PathBuf,
+    }
+
+    impl BigStorage {
+        fn new() -> BigStorage {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("Data.fs");
+            bigfile::write(&path, 64, 100);
+            BigStorage {
+                address_file: dir.path().join("address"),
+                log_path: dir.path().join("server.log"),
+                path,
+                dir,
+            }
+        }
+
+        fn serve(&self) -> Command {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_zeod"));
+            command
+                .arg("serve")
+                .arg("-f")
+                .arg(&self.path)
+                .args(["-a", "127.0.0.1:0", "--address-file"])
+                .arg(&self.address_file)
+                .env_remove("RUST_LOG")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(std::fs::File::create(&self.log_path).unwrap()));
+            command
+        }
+    }
+
     #[test]
     fn nothing_answers_before_the_storages_are_exported() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("Data.fs");
-        bigfile::write(&path, 64, 100);
-        let address_file = dir.path().join("address");
+        let storage = BigStorage::new();
+        let address_file = storage.address_file.clone();
         let metrics = free_port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_zeod"))
-            .arg("serve")
-            .arg("-f")
-            .arg(&path)
-            .args(["-a", "127.0.0.1:0", "--address-file"])
-            .arg(&address_file)
+        let mut child = storage
+            .serve()
             .arg("--metrics")
             .arg(metrics.to_string())
             // Seed the queue with every transaction in the file: the
             // export reads the whole history back.
             .env("ZEOD_INVALIDATION_QUEUE_SIZE", "1000000")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.path().join("server.log")).unwrap(),
-            ))
             .spawn()
             .unwrap();
 
@@ -96,7 +123,7 @@ mod tests {
         let early = scraper.join().unwrap();
         let _ = child.kill();
         let _ = child.wait();
-        let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
+        let log = std::fs::read_to_string(&storage.log_path).unwrap();
 
         assert!(shows_the_storage(&first), "{first}\n{log}");
         assert!(
@@ -111,25 +138,17 @@ mod tests {
 
     #[test]
     fn sigterm_during_the_index_rebuild_stops_cleanly() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("Data.fs");
-        bigfile::write(&path, 64, 100);
-        let index = dir.path().join("Data.fs.index");
+        let storage = BigStorage::new();
+        let (path, index) = (
+            storage.path.clone(),
+            storage.dir.path().join("Data.fs.index"),
+        );
+        let (address_file, log_path) = (storage.address_file.clone(), storage.log_path.clone());
         std::fs::remove_file(&index).unwrap();
         let before = std::fs::read(&path).unwrap();
-        let address_file = dir.path().join("address");
-        let log_path = dir.path().join("server.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_zeod"))
-            .arg("serve")
-            .arg("-f")
-            .arg(&path)
-            .args(["-a", "127.0.0.1:0", "--address-file"])
-            .arg(&address_file)
+        let mut child = storage
+            .serve()
             .env("ZEOD_PROGRESS_INTERVAL", "0.01")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
             .spawn()
             .unwrap();
 

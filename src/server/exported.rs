@@ -135,7 +135,7 @@ impl Exported {
                     msgid: Value::Int(0),
                     flags: Value::Bool(true),
                     method: "info".into(),
-                    args: Value::Tuple(vec![super::commit::info_dict(&self.storage)]),
+                    args: Value::Tuple(vec![super::finish::info_dict(&self.storage)]),
                 };
                 match super::wire::encode(f.encoding, &info) {
                     Ok(bytes) => f.info_slot.send(bytes),
@@ -157,7 +157,7 @@ impl Exported {
             msgid: Value::Int(0),
             flags: Value::Bool(true),
             method: "info".into(),
-            args: Value::Tuple(vec![super::commit::info_dict(&self.storage)]),
+            args: Value::Tuple(vec![super::finish::info_dict(&self.storage)]),
         };
         self.send_to_all(None, &info);
     }

@@ -10,10 +10,10 @@
 
 use std::sync::Arc;
 
-use super::commit::info_dict;
 use super::connection::Connection;
 use super::dispatch::{Args, CallError, CallResult};
 use super::exported::Exported;
+use super::finish::info_dict;
 use super::status::{self, Stats};
 use super::wire;
 use crate::ids::Tid;

@@ -32,7 +32,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use tracing::{debug, error};
 
 use super::transaction::remove_blobs;
-use super::{Error, FileStorage, Result};
+use super::{Error, FileStorage, Result, Transaction};
 use crate::ids::{Oid, Tid};
 
 /// A sealed transaction waiting for durability and publication.
@@ -276,4 +276,44 @@ pub(super) fn wait_drained(s: &FileStorage, timeout: Duration) -> bool {
 /// durable offset belonged to the old one.
 pub(super) fn file_replaced(s: &FileStorage) {
     s.group.state.lock().durable_end = 0;
+}
+
+/// The steps of a finish that a server takes one by one, so that it can
+/// announce what it publishes ([`FileStorage::tpc_finish`] runs them in a
+/// row for a caller that commits alone).
+impl FileStorage {
+    /// Writes the final status byte (voting first if needed) and queues
+    /// the transaction for durability; frees the commit slot. `tag` comes
+    /// back with the transaction from [`Self::publish_durable`] (the
+    /// server's connection id). On error the transaction is rolled back.
+    pub fn seal(&self, txn: Transaction, tag: u64) -> Result<SealTicket> {
+        super::commit::seal(self, txn, tag)
+    }
+
+    /// Blocks until the sealed transaction is on disk, sharing fsyncs with
+    /// concurrent finishers. An error means it never will be: it is not
+    /// published, and the storage refuses commits until reopened.
+    pub fn wait_durable(&self, ticket: &SealTicket) -> Result<()> {
+        wait_durable(self, ticket)
+    }
+
+    /// Makes every durable sealed transaction visible to reads, in tid
+    /// order, and returns them (possibly others' transactions, possibly
+    /// none when another caller published the caller's already).
+    pub fn publish_durable(&self) -> Vec<Committed> {
+        publish_durable(self)
+    }
+
+    /// Blocks until every sealed transaction is published (false after
+    /// `timeout`). For a caller holding the commit lock that is about to
+    /// show a client the write side's state, e.g. a conflict naming a
+    /// sealed tid the client must then be able to load.
+    pub fn wait_published(&self, timeout: Duration) -> bool {
+        wait_drained(self, timeout)
+    }
+
+    /// `(fsyncs, transactions they made durable)` since open (metrics).
+    pub fn fsync_counts(&self) -> (u64, u64) {
+        self.group.fsync_counts()
+    }
 }
