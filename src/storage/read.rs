@@ -3,8 +3,11 @@
 //! a position under the index's read lock, then reads without any lock.
 
 use base64::Engine;
+use rustc_hash::FxHashSet;
 
-use super::format::{Peek, PeekBuf, Reader, PEEK, STATUS_DONE, STATUS_PACKED, TXN_HEADER_LEN};
+use super::format::{
+    Peek, PeekBuf, Reader, SeqReader, PEEK, STATUS_DONE, STATUS_PACKED, TXN_HEADER_LEN,
+};
 use super::{Error, FileStorage, HistoryEntry, IterNext, LoadBefore, Result, UndoEntry};
 use crate::ids::{Oid, Tid};
 
@@ -216,16 +219,24 @@ pub(super) fn undo_log(s: &FileStorage, first: i64, last: i64) -> Result<Vec<Und
 }
 
 /// The oids of the data records of the transaction at `tpos`, in file order.
+/// Reads of a transaction's records go through a buffer of this size.
+const TXN_READ_BUFFER: usize = 256 << 10;
+
 pub(super) fn txn_oids(r: Reader<'_>, tpos: u64, h: &super::format::TxnHeader) -> Result<Vec<Oid>> {
     // Lengths from a damaged file can be anything: sums that overflow
     // are damage (found by the `datafs` fuzz target).
     let overflow = || r.corrupt(tpos, "record lengths overflow");
     let tend = tpos.checked_add(h.tlen).ok_or_else(overflow)?;
     let mut pos = tpos.checked_add(h.header_len()).ok_or_else(overflow)?;
+    // One read for a whole small transaction, not one per record header:
+    // a server's start seeds its invalidation queue with the last
+    // transactions, and an import's are thousands of records each.
+    let mut seq = SeqReader::new(r, TXN_READ_BUFFER, tend);
+    let mut seen = FxHashSet::default();
     let mut oids = Vec::new();
     while pos < tend {
-        let d = r.data_header(pos)?;
-        if !oids.contains(&d.oid) {
+        let d = seq.data_header(pos)?;
+        if seen.insert(d.oid) {
             oids.push(d.oid);
         }
         pos = pos.checked_add(d.record_len()).ok_or_else(overflow)?;
