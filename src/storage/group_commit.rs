@@ -82,6 +82,10 @@ pub(super) struct GroupCommit {
     changed: Condvar,
     fsyncs: AtomicU64,
     fsynced_txns: AtomicU64,
+    /// Unit tests make the fsyncs fail (a disk error cannot be had on
+    /// demand) to check what the clients and the file see then.
+    #[cfg(test)]
+    fail_fsyncs: std::sync::atomic::AtomicBool,
 }
 
 impl GroupCommit {
@@ -187,7 +191,7 @@ fn lead_fsync(s: &FileStorage, st: &mut MutexGuard<'_, State>) {
     };
     st.syncing = true;
     let file = Arc::clone(&s.published.read().file);
-    let result = MutexGuard::unlocked(st, || file.sync_data());
+    let result = MutexGuard::unlocked(st, || sync(s, &file));
     st.syncing = false;
     match result {
         Ok(()) => {
@@ -204,6 +208,15 @@ fn lead_fsync(s: &FileStorage, st: &mut MutexGuard<'_, State>) {
         Err(err) => fail(s, st, err),
     }
     g.changed.notify_all();
+}
+
+#[cfg_attr(not(test), allow(unused_variables))]
+fn sync(s: &FileStorage, file: &File) -> std::io::Result<()> {
+    #[cfg(test)]
+    if s.group.fail_fsyncs.load(Ordering::SeqCst) {
+        return Err(std::io::Error::from_raw_os_error(libc::EIO));
+    }
+    file.sync_data()
 }
 
 /// Drops every transaction the failed fsync should have covered and
@@ -315,5 +328,65 @@ impl FileStorage {
     /// `(fsyncs, transactions they made durable)` since open (metrics).
     pub fn fsync_counts(&self) -> (u64, u64) {
         self.group.fsync_counts()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::storage::{BeginOptions, OpenOptions, SealTicket, TxnMeta};
+
+    fn seal(s: &FileStorage, oid: Oid, serial: Tid, text: &[u8]) -> SealTicket {
+        let mut txn = s
+            .tpc_begin(BeginOptions {
+                meta: TxnMeta::default(),
+                ..BeginOptions::default()
+            })
+            .unwrap();
+        s.store(&mut txn, oid, serial, text).unwrap();
+        s.seal(txn, 0).unwrap()
+    }
+
+    /// A failed fsync fails every transaction it should have made durable
+    /// (their clients get an error), publishes none of them, cuts them off
+    /// the file so a restart cannot bring them back, and refuses commits.
+    #[test]
+    fn a_failed_fsync_fails_and_removes_every_transaction_not_yet_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Data.fs");
+        let s = FileStorage::open(&path, OpenOptions::default()).unwrap();
+        let oid = s.new_oids(1).unwrap()[0];
+        let kept = seal(&s, oid, Tid::ZERO, b"kept");
+        s.wait_durable(&kept).unwrap();
+        assert_eq!(s.publish_durable().len(), 1);
+        let size = s.size();
+
+        // Two sealed behind it, then the disk fails.
+        let lost1 = seal(&s, oid, kept.tid, b"lost 1");
+        let lost2 = seal(&s, oid, lost1.tid, b"lost 2");
+        assert!(std::fs::metadata(&path).unwrap().len() > size);
+        s.group.fail_fsyncs.store(true, Ordering::SeqCst);
+        assert!(matches!(s.wait_durable(&lost2), Err(Error::Io { .. })));
+        assert!(matches!(s.wait_durable(&lost1), Err(Error::Io { .. })));
+        assert!(s.publish_durable().is_empty());
+
+        assert_eq!(s.load(oid).unwrap(), (b"kept".to_vec(), kept.tid));
+        assert_eq!((s.size(), s.last_transaction()), (size, kept.tid));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), size);
+        let refused = s.tpc_begin(BeginOptions::default()).err();
+        assert!(matches!(refused, Some(Error::Io { .. })), "{refused:?}");
+
+        // The disk is back, the server restarts: the failed ones stay gone.
+        s.group.fail_fsyncs.store(false, Ordering::SeqCst);
+        s.close().unwrap();
+        drop(s);
+        let s = FileStorage::open(&path, OpenOptions::default()).unwrap();
+        assert_eq!(s.load(oid).unwrap(), (b"kept".to_vec(), kept.tid));
+        assert_eq!(s.last_transaction(), kept.tid);
+        let next = seal(&s, oid, kept.tid, b"next");
+        s.wait_durable(&next).unwrap();
+        assert_eq!(s.publish_durable().len(), 1);
+        assert_eq!(s.load(oid).unwrap(), (b"next".to_vec(), next.tid));
     }
 }
