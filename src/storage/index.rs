@@ -21,6 +21,10 @@
 //! (8.3 with the former suffix+position u64 entries); at most ~8 for
 //! scattered oids with positions over 4 GiB apart. fsIndex in Python needs
 //! roughly 8 plus per-bucket object headers, a dict over 100.
+//!
+//! An index filled out of oid order (the pack's reachable set and the
+//! packed file's index) is built with [`IndexBuilder`], which batches new
+//! oids instead of inserting each into the middle of a bucket.
 
 mod bucket;
 mod builder;
