@@ -196,7 +196,7 @@ mod tests {
         let path = dir.path().join("Data.fs");
         bigfile::write(&path, 96, 200);
         let size = std::fs::metadata(&path).unwrap().len();
-        let zeod = Zeod::start_in(dir, false, &[], &[("ZEOD_PROGRESS_INTERVAL", "0.1")]);
+        let zeod = Zeod::start_in(dir, false, &[], &[("ZEOD_PROGRESS_INTERVAL", "0.01")]);
         // Ready means exported: the storage is there from the first scrape.
         let idle = scrape(&zeod);
         assert_eq!(value(&idle, "zeod_pack_running", STORAGE), 0.0);
