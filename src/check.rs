@@ -13,8 +13,8 @@ use std::process::ExitCode;
 use crate::ids::Tid;
 use crate::progress::{Progress, Reporter};
 use crate::storage::format::{
-    Reader, SeqReader, TxnHeader, DATA_HEADER_LEN, MAGIC, MAGIC_PY2, STATUS_CHECKPOINT,
-    STATUS_DONE, STATUS_PACKED, STATUS_UNDONE, TXN_HEADER_LEN,
+    Reader, SeqReader, TxnHeader, DATA_HEADER_LEN, MAGIC, MAGIC_PY2, SCAN_BUFFER,
+    STATUS_CHECKPOINT, STATUS_DONE, STATUS_PACKED, STATUS_UNDONE, TXN_HEADER_LEN,
 };
 use crate::storage::index::Index;
 use crate::storage::Error;
@@ -121,7 +121,7 @@ pub fn check_with_progress(
     let r = Reader::new(&file, path);
     let _running = progress.run("check", size);
     let mut walker = Walker {
-        seq: SeqReader::new(r, 1 << 20, size),
+        seq: SeqReader::new(r, SCAN_BUFFER, size),
         index: Index::new(),
         size,
         verbose,

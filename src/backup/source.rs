@@ -17,7 +17,9 @@ use tracing::{debug, info};
 
 use super::{io, Error, Result};
 use crate::ids::{Oid, Tid};
-use crate::storage::format::{Reader, SeqReader, DATA_HEADER_LEN, MAGIC, MAGIC_PY2, STATUS_UNDONE};
+use crate::storage::format::{
+    Reader, SeqReader, DATA_HEADER_LEN, MAGIC, MAGIC_PY2, SCAN_BUFFER, STATUS_UNDONE,
+};
 use crate::storage::index::Index;
 use crate::storage::{index_file, scan};
 
@@ -108,7 +110,7 @@ impl Snapshot {
     /// undo copies the blob file to the new revision.
     pub fn blob_revisions(&self, from: u64) -> Result<Vec<(Oid, Tid)>> {
         let r = self.reader();
-        let mut seq = SeqReader::new(r, 1 << 20, self.end);
+        let mut seq = SeqReader::new(r, SCAN_BUFFER, self.end);
         let mut found = Vec::new();
         let mut pos = from;
         while pos < self.end {

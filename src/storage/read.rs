@@ -218,10 +218,10 @@ pub(super) fn undo_log(s: &FileStorage, first: i64, last: i64) -> Result<Vec<Und
     Ok(out)
 }
 
-/// The oids of the data records of the transaction at `tpos`, in file order.
 /// Reads of a transaction's records go through a buffer of this size.
 const TXN_READ_BUFFER: usize = 256 << 10;
 
+/// The oids of the data records of the transaction at `tpos`, in file order.
 pub(super) fn txn_oids(r: Reader<'_>, tpos: u64, h: &super::format::TxnHeader) -> Result<Vec<Oid>> {
     // Lengths from a damaged file can be anything: sums that overflow
     // are damage (found by the `datafs` fuzz target).

@@ -13,8 +13,8 @@ use std::time::Instant;
 use tracing::{info, warn};
 
 use super::format::{
-    Reader, SeqReader, MAGIC, STATUS_CHECKPOINT, STATUS_DONE, STATUS_PACKED, STATUS_UNDONE,
-    TXN_HEADER_LEN,
+    Reader, SeqReader, MAGIC, SCAN_BUFFER, STATUS_CHECKPOINT, STATUS_DONE, STATUS_PACKED,
+    STATUS_UNDONE, TXN_HEADER_LEN,
 };
 use super::index::Index;
 use super::{Error, Result};
@@ -51,7 +51,7 @@ pub fn scan(
     mut last_tid: Tid,
     progress: &Progress,
 ) -> Result<Scanned> {
-    let mut seq = SeqReader::new(r, 1 << 20, file_size);
+    let mut seq = SeqReader::new(r, SCAN_BUFFER, file_size);
     let mut pos = start;
     let mut tindex: Vec<(Oid, u64)> = Vec::new();
     let began = Instant::now();

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use super::super::blob::is_blob_record;
 use super::super::format::{
-    DataHeader, Reader, SeqReader, TxnHeader, DATA_HEADER_LEN, MAGIC, STATUS_PACKED,
+    DataHeader, Reader, SeqReader, TxnHeader, DATA_HEADER_LEN, MAGIC, SCAN_BUFFER, STATUS_PACKED,
 };
 use super::super::index::IndexBuilder;
 use super::super::{Error, Result};
@@ -76,11 +76,6 @@ impl<'p> PackOut<'p> {
     }
 }
 
-/// The copies walk the input front to back: its headers and data come
-/// through a buffer instead of one `pread` per 42-byte header; only back
-/// pointers (and the blob duplicate check) read elsewhere.
-const COPY_BUFFER: usize = 1 << 20;
-
 fn header_bytes(seq: &mut SeqReader<'_>, pos: u64, h: &TxnHeader, status: u8) -> Result<Vec<u8>> {
     let mut v = seq.read_vec(pos, h.header_len())?;
     v[16] = status;
@@ -100,7 +95,7 @@ pub fn copy_to_packtime(
     dropped: &mut Vec<DroppedBlob>,
 ) -> Result<u64> {
     let r = gc.r;
-    let mut seq = SeqReader::new(r, COPY_BUFFER, gc.packpos);
+    let mut seq = SeqReader::new(r, SCAN_BUFFER, gc.packpos);
     let mut pos = 4;
     while pos < gc.packpos {
         gc.progress.set(gc.eof + pos);
@@ -183,7 +178,7 @@ pub fn copy_rest(
     offset: u64,
 ) -> Result<u64> {
     progress.set_total(offset + end);
-    let mut seq = SeqReader::new(r, COPY_BUFFER, end);
+    let mut seq = SeqReader::new(r, SCAN_BUFFER, end);
     while ipos < end {
         progress.set(offset + ipos);
         let th = seq.txn_header(ipos)?;

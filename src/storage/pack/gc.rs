@@ -9,17 +9,13 @@ use std::collections::HashMap;
 use tracing::warn;
 
 use super::super::format::{
-    DataHeader, Reader, SeqReader, TxnHeader, STATUS_CHECKPOINT, STATUS_PACKED,
+    DataHeader, Reader, SeqReader, TxnHeader, SCAN_BUFFER, STATUS_CHECKPOINT, STATUS_PACKED,
 };
 use super::super::index::{Index, IndexBuilder};
 use super::super::{Error, Result};
 use crate::ids::{Oid, Tid};
 use crate::progress::Progress;
 use crate::record::references_into;
-
-/// The two passes over the file read it front to back through a buffer of
-/// this size (one `pread` per MiB instead of per 42-byte header).
-const SCAN_BUFFER: usize = 1 << 20;
 
 /// The reference walk reads the records of one level of the object graph
 /// in file order through a buffer of this size: big enough to serve the
@@ -280,11 +276,7 @@ impl<'a> Gc<'a> {
             let d = seq.data_header(pos)?;
             if d.plen > 0 {
                 let at = pos + super::super::format::DATA_HEADER_LEN;
-                let found = match usize::try_from(d.plen) {
-                    Ok(n) if n <= WALK_BUFFER => references_into(seq.get(at, n)?, out),
-                    _ => references_into(&self.r.read_vec(at, d.plen)?, out),
-                };
-                return found.map_err(|e| {
+                return references_into(&seq.bytes(at, d.plen)?, out).map_err(|e| {
                     self.fail(
                         pos,
                         format!("cannot find the references of oid {} for pack: {e}", d.oid),
